@@ -1,0 +1,309 @@
+"""Load and validate the YAML configuration.
+
+Every key is checked: unknown keys and wrong types are errors that name the key and the file.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import yaml
+from packaging.requirements import InvalidRequirement, Requirement
+
+from .errors import ConfigError
+from .pip_default import default_upstream
+
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+
+
+@dataclass(frozen=True)
+class Environment:
+    """One target environment: used to evaluate markers and to filter wheels by tag."""
+
+    python: str  # "3.11"
+    platform: Optional[str] = None  # linux | macos | windows | None (any platform)
+    machine: Optional[str] = None  # x86_64 | aarch64 | arm64 | amd64 | ...
+    implementation: str = "cpython"
+    tags: tuple[str, ...] = ()  # explicit wheel tags (interpreter-abi-platform), extend the derived ones
+    markers: tuple[tuple[str, str], ...] = ()  # explicit marker values, override the derived ones
+
+
+@dataclass(frozen=True)
+class StatisticsConfig:
+    access_log_pattern: Optional[str] = None
+    output_directory: Optional[str] = None  # default: <directory>/web/stats
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    textfile_directory: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    upstream: str
+    directory: Path
+    workers: int = 8
+    timeout: float = 30.0
+    retries: int = 5
+    projects: Optional[tuple[Requirement, ...]] = None
+    exclude: tuple[Requirement, ...] = ()
+    dependencies: bool = True
+    environments: Optional[tuple[Environment, ...]] = None
+    prereleases: bool = True
+    latest: Optional[int] = None
+    max_file_size: Optional[int] = None
+    delete: bool = True
+    max_delete_ratio: float = 0.2
+    fsync: bool = True
+    statistics: StatisticsConfig = field(default_factory=StatisticsConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+
+    @property
+    def web(self) -> Path:
+        return self.directory / "web"
+
+    @property
+    def simple_dir(self) -> Path:
+        return self.web / "simple"
+
+    @property
+    def packages_dir(self) -> Path:
+        return self.web / "packages"
+
+    @property
+    def state_path(self) -> Path:
+        return self.directory / "state.sqlite"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.directory / ".lock"
+
+    @property
+    def filtered(self) -> bool:
+        """True when the mirror holds a selection rather than everything upstream has."""
+        return bool(
+            self.projects is not None
+            or self.exclude
+            or self.environments is not None
+            or not self.prereleases
+            or self.latest is not None
+            or self.max_file_size is not None
+        )
+
+
+class _Reader:
+    """Validates one mapping, naming the file and the dotted key in every error."""
+
+    def __init__(self, data: dict[str, Any], file: Path, prefix: str = "") -> None:
+        self.data = data
+        self.file = file
+        self.prefix = prefix
+        self.used: set[str] = set()
+
+    def fail(self, key: str, msg: str) -> ConfigError:
+        return ConfigError(f"{self.file}: key '{self.prefix}{key}' {msg}")
+
+    def get(self, key: str, kind: type | tuple[type, ...], default: Any = None, required: bool = False) -> Any:
+        self.used.add(key)
+        if key not in self.data or self.data[key] is None:
+            if required:
+                raise self.fail(key, "is required")
+            return default
+        value = self.data[key]
+        # bool is a subclass of int: never accept it where a number is wanted, and vice versa
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if isinstance(value, bool) and bool not in kinds:
+            raise self.fail(key, f"must be {_kind_name(kinds)}, not a boolean")
+        if not isinstance(value, kinds):
+            raise self.fail(key, f"must be {_kind_name(kinds)}, not {type(value).__name__} {value!r}")
+        return value
+
+    def finish(self) -> None:
+        unknown = sorted(set(self.data) - self.used)
+        if unknown:
+            raise self.fail(unknown[0], "is not a known configuration key")
+
+
+def _kind_name(kinds: tuple[type, ...]) -> str:
+    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false", list: "a list", dict: "a mapping"}
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def parse_size(value: Any, what: Callable[[str], ConfigError]) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value <= 0:
+            raise what("must be a positive size")
+        return value
+    if isinstance(value, str):
+        m = _SIZE_RE.match(value)
+        if m:
+            return int(float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()])
+    raise what(f"must be a size such as 52428800, '50M' or '2G', not {value!r}")
+
+
+def _requirements(reader: _Reader, key: str) -> Optional[tuple[Requirement, ...]]:
+    items = reader.get(key, list)
+    if items is None:
+        return None
+    reqs = []
+    for i, item in enumerate(items):
+        if not isinstance(item, str):
+            raise reader.fail(f"{key}[{i}]", f"must be a PEP 508 requirement string, not {item!r}")
+        try:
+            req = Requirement(item)
+        except InvalidRequirement as exc:
+            raise reader.fail(f"{key}[{i}]", f"is not a valid PEP 508 requirement ({item!r}): {exc}") from None
+        if req.url:
+            raise reader.fail(f"{key}[{i}]", f"must name a project, not a URL ({item!r})")
+        reqs.append(req)
+    return tuple(reqs)
+
+
+_PLATFORMS = {"linux", "macos", "windows"}
+
+
+def _environment(reader: _Reader, key: str, item: Any) -> Environment:
+    if isinstance(item, (str, int, float)) and not isinstance(item, bool):
+        item = {"python": str(item)}
+    if not isinstance(item, dict):
+        raise reader.fail(key, f"must be a mapping with 'python' and optional 'platform', not {item!r}")
+    sub = _Reader(item, reader.file, f"{reader.prefix}{key}.")
+    python = sub.get("python", (str, float, int), required=True)
+    python = str(python)
+    if not re.fullmatch(r"\d+\.\d+(\.\d+)?", python):
+        raise sub.fail("python", f"must be a Python version such as '3.12', not {python!r}")
+    platform = sub.get("platform", str)
+    if platform is not None and platform not in _PLATFORMS:
+        raise sub.fail("platform", f"must be one of {', '.join(sorted(_PLATFORMS))}, not {platform!r}")
+    machine = sub.get("machine", str)
+    implementation = sub.get("implementation", str, "cpython")
+    if implementation not in ("cpython", "pypy"):
+        raise sub.fail("implementation", f"must be cpython or pypy, not {implementation!r}")
+    tags = sub.get("tags", list, [])
+    for i, tag in enumerate(tags):
+        if not isinstance(tag, str) or tag.count("-") != 2:
+            raise sub.fail(f"tags[{i}]", f"must be a wheel tag such as 'cp312-cp312-manylinux_2_17_x86_64', not {tag!r}")
+    markers = sub.get("markers", dict, {})
+    for mk, mv in markers.items():
+        if not isinstance(mv, str):
+            raise sub.fail(f"markers.{mk}", f"must be a string, not {mv!r}")
+    sub.finish()
+    return Environment(
+        python=python,
+        platform=platform,
+        machine=machine,
+        implementation=implementation,
+        tags=tuple(tags),
+        markers=tuple(sorted(markers.items())),
+    )
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read and validate a configuration file."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{file}: configuration file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read configuration file ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{file}: not valid YAML{where}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{file}: the configuration must be a mapping of keys to values")
+    return config_from_mapping(data, file)
+
+
+def config_from_mapping(data: dict[str, Any], file: Path) -> Config:
+    r = _Reader(data, file)
+    directory = r.get("directory", str, required=True)
+    dir_path = Path(os.path.expanduser(directory))
+    if not dir_path.is_absolute():
+        dir_path = (file.parent / dir_path).resolve()
+
+    upstream = r.get("upstream", str)
+    if upstream is None:
+        upstream = default_upstream()
+    if not re.match(r"^(https?|file)://", upstream):
+        raise r.fail("upstream", f"must be an http(s) URL of a simple index root, not {upstream!r}")
+    if not upstream.endswith("/"):
+        upstream += "/"
+
+    workers = r.get("workers", int, 8)
+    if not 1 <= workers <= 64:
+        raise r.fail("workers", f"must be between 1 and 64, not {workers}")
+    timeout = float(r.get("timeout", (int, float), 30.0))
+    if timeout <= 0:
+        raise r.fail("timeout", "must be a positive number of seconds")
+    retries = r.get("retries", int, 5)
+    if not 0 <= retries <= 20:
+        raise r.fail("retries", f"must be between 0 and 20, not {retries}")
+
+    projects = _requirements(r, "projects")
+    exclude = _requirements(r, "exclude") or ()
+    dependencies = r.get("dependencies", bool, True)
+
+    envs_raw = r.get("environments", list)
+    environments = None
+    if envs_raw is not None:
+        if not envs_raw:
+            raise r.fail("environments", "must list at least one environment, or be left out")
+        environments = tuple(_environment(r, f"environments[{i}]", e) for i, e in enumerate(envs_raw))
+
+    prereleases = r.get("prereleases", bool, True)
+    latest = r.get("latest", int)
+    if latest is not None and latest < 1:
+        raise r.fail("latest", f"must be at least 1, not {latest}")
+    max_size_raw = r.get("max_file_size", (int, str))
+    max_file_size = None if max_size_raw is None else parse_size(max_size_raw, lambda m: r.fail("max_file_size", m))
+    delete = r.get("delete", bool, True)
+    ratio = float(r.get("max_delete_ratio", (int, float), 0.2))
+    if not 0.0 <= ratio <= 1.0:
+        raise r.fail("max_delete_ratio", f"must be between 0 and 1, not {ratio}")
+    fsync = r.get("fsync", bool, True)
+
+    stats_raw = r.get("statistics", dict, {})
+    sr = _Reader(stats_raw, file, "statistics.")
+    statistics = StatisticsConfig(
+        access_log_pattern=sr.get("access_log_pattern", str),
+        output_directory=sr.get("output_directory", str),
+    )
+    sr.finish()
+    metrics_raw = r.get("metrics", dict, {})
+    mr = _Reader(metrics_raw, file, "metrics.")
+    metrics = MetricsConfig(textfile_directory=mr.get("textfile_directory", str))
+    mr.finish()
+    r.finish()
+
+    return Config(
+        path=file,
+        upstream=upstream,
+        directory=dir_path,
+        workers=workers,
+        timeout=timeout,
+        retries=retries,
+        projects=projects,
+        exclude=exclude,
+        dependencies=dependencies,
+        environments=environments,
+        prereleases=prereleases,
+        latest=latest,
+        max_file_size=max_file_size,
+        delete=delete,
+        max_delete_ratio=ratio,
+        fsync=fsync,
+        statistics=statistics,
+        metrics=metrics,
+    )

@@ -1,0 +1,162 @@
+"""Stream files from upstream: to a temp file beside the target, hashed while written, checked
+against the advertised sha256 and size, optionally fsynced, then renamed into place."""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Optional
+
+import requests
+
+from .errors import IntegrityError, UpstreamError
+from .fsutil import raise_if_full
+from .http import HttpClient
+from .names import package_path
+from .upstream import _short
+
+log = logging.getLogger(__name__)
+
+CHUNK = 256 * 1024
+HARD_SIZE_CAP = 64 * 1024**3  # no single file is bigger than this; a stream that is, is hostile
+
+
+class Downloader:
+    def __init__(self, client: HttpClient, web: Path, *, retries: int, fsync: bool, max_file_size: Optional[int]) -> None:
+        self.client = client
+        self.web = web
+        self.retries = retries
+        self.fsync = fsync
+        self.max_file_size = max_file_size
+        self.incoming = web / "packages" / ".incoming"
+        self._lock = threading.Lock()
+        self.bytes_downloaded = 0
+
+    def fetch(self, url: str, filename: str, sha256: Optional[str], size: Optional[int]) -> tuple[str, int, str]:
+        """Download one distribution file. Returns (path relative to web/, size, sha256)."""
+        if sha256 is not None:
+            rel = package_path(sha256, filename)
+            target = self.web / rel
+            if target.is_file():  # left by an interrupted run: adopt it only if its bytes are right
+                have_size, have_sha = hash_file(target)
+                if have_sha == sha256 and (size is None or have_size == size):
+                    return rel, have_size, have_sha
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp_dir = target.parent
+        else:
+            self.incoming.mkdir(parents=True, exist_ok=True)
+            tmp_dir = self.incoming
+        got_size, got_sha, tmp = self._stream_with_retries(url, filename, tmp_dir, sha256, size)
+        rel = package_path(got_sha, filename)
+        target = self.web / rel
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, target)
+        except OSError as exc:
+            _unlink(tmp)
+            raise_if_full(exc, target)
+            raise
+        return rel, got_size, got_sha
+
+    def fetch_bytes(self, url: str, what: str, sha256: Optional[str], limit: int = 64 * 1024 * 1024) -> bytes:
+        """A small document (a .metadata file), checked against its sha256 when one is given."""
+        last: Optional[Exception] = None
+        for attempt in range(self.retries + 1):
+            try:
+                with self.client.get(url, stream=True) as response:
+                    if response.status_code >= 400:
+                        raise UpstreamError(f"{what}: upstream answered HTTP {response.status_code}")
+                    data = bytearray()
+                    for chunk in response.iter_content(CHUNK):
+                        data.extend(chunk)
+                        if len(data) > limit:
+                            raise IntegrityError(f"{what}: larger than {limit} bytes")
+                data_bytes = bytes(data)
+                if sha256 is not None and hashlib.sha256(data_bytes).hexdigest() != sha256:
+                    raise IntegrityError(f"{what}: sha256 does not match what upstream advertises")
+                with self._lock:
+                    self.bytes_downloaded += len(data_bytes)
+                return data_bytes
+            except (requests.RequestException, IntegrityError) as exc:
+                last = exc
+                if attempt < self.retries:
+                    time.sleep(min(0.25 * 2**attempt, 5.0))
+        if isinstance(last, IntegrityError):
+            raise last
+        raise UpstreamError(f"{what}: download failed ({_short(last) if last else 'unknown'})")
+
+    def _stream_with_retries(
+        self, url: str, filename: str, tmp_dir: Path, sha256: Optional[str], size: Optional[int]
+    ) -> tuple[int, str, Path]:
+        last: Optional[Exception] = None
+        for attempt in range(self.retries + 1):
+            try:
+                return self._stream(url, filename, tmp_dir, sha256, size)
+            except (requests.RequestException, IntegrityError, UpstreamError) as exc:
+                last = exc
+                if isinstance(exc, UpstreamError) and not isinstance(exc, IntegrityError) and "HTTP 404" in str(exc):
+                    break
+                if attempt < self.retries:
+                    time.sleep(min(0.25 * 2**attempt, 5.0))
+        if isinstance(last, (IntegrityError, UpstreamError)):
+            raise last
+        raise UpstreamError(f"file {filename}: download failed ({_short(last) if last else 'unknown'})")
+
+    def _stream(self, url: str, filename: str, tmp_dir: Path, sha256: Optional[str], size: Optional[int]) -> tuple[int, str, Path]:
+        cap = size if size is not None else (self.max_file_size or HARD_SIZE_CAP)
+        tmp = tmp_dir / f".{filename}.part.{uuid.uuid4().hex[:12]}"
+        digest = hashlib.sha256()
+        written = 0
+        try:
+            with self.client.get(url, stream=True) as response:
+                if response.status_code >= 400:
+                    raise UpstreamError(f"file {filename}: upstream answered HTTP {response.status_code}")
+                with open(tmp, "wb") as fh:
+                    for chunk in response.iter_content(CHUNK):
+                        written += len(chunk)
+                        if written > cap:
+                            raise IntegrityError(f"file {filename}: more bytes than the {cap} upstream advertises")
+                        digest.update(chunk)
+                        fh.write(chunk)
+                    if self.fsync:
+                        fh.flush()
+                        os.fsync(fh.fileno())
+            got = digest.hexdigest()
+            if size is not None and written != size:
+                raise IntegrityError(f"file {filename}: got {written} bytes, upstream advertises {size}")
+            if sha256 is not None and got != sha256:
+                raise IntegrityError(f"file {filename}: sha256 does not match what upstream advertises")
+            with self._lock:
+                self.bytes_downloaded += written
+            return written, got, tmp
+        except OSError as exc:
+            _unlink(tmp)
+            raise_if_full(exc, tmp)
+            raise
+        except BaseException:
+            _unlink(tmp)
+            raise
+
+
+def hash_file(path: Path) -> tuple[int, str]:
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as fh:
+        while True:
+            chunk = fh.read(1024 * 1024)
+            if not chunk:
+                break
+            size += len(chunk)
+            digest.update(chunk)
+    return size, digest.hexdigest()
+
+
+def _unlink(path: Path) -> None:
+    try:
+        path.unlink()
+    except OSError:
+        pass

@@ -1,0 +1,182 @@
+"""Publish synced projects in batches: make files durable, rename pages into place, commit the
+state, then collect what nothing links to any more. A client never sees a link to a missing file."""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Optional
+
+from .fsutil import Flusher, write_atomic
+from .project_sync import ProjectResult
+from .render import root_html, root_json
+from .state import State
+
+log = logging.getLogger(__name__)
+
+
+class Publisher:
+    def __init__(
+        self,
+        state: State,
+        web: Path,
+        flusher: Optional[Flusher],
+        *,
+        fsync: bool,
+        batch_size: int = 1000,
+        batch_seconds: float = 2.0,
+    ) -> None:
+        self.state = state
+        self.web = web
+        self.simple_dir = web / "simple"
+        self.flusher = flusher
+        self.fsync = fsync
+        self.batch_size = batch_size
+        self.batch_seconds = batch_seconds
+        self.pending: list[ProjectResult] = []
+        self.last_flush = time.monotonic()
+        self.published = 0
+        self.files_deleted = 0
+
+    def add(self, result: ProjectResult) -> None:
+        self.pending.append(result)
+        if len(self.pending) >= self.batch_size or time.monotonic() - self.last_flush >= self.batch_seconds:
+            self.flush()
+
+    def flush(self) -> None:
+        self.last_flush = time.monotonic()
+        if not self.pending:
+            return
+        batch, self.pending = self.pending, []
+        changed = [r for r in batch if not r.unchanged]
+        if changed and self.flusher is not None:
+            self.flusher.flush()  # the files and staged pages are on disk before any page links to them
+        for r in changed:
+            for tmp, final in r.staged:
+                os.replace(tmp, final)
+            r.staged = []
+        if changed and self.flusher is not None:
+            self.flusher.flush()  # the new pages are on disk before the state says so
+        garbage: list[str] = []
+        now = time.time()
+        self.state.begin()
+        try:
+            for r in batch:
+                t = r.task
+                page = r.page
+                assert page is not None
+                if r.unchanged:
+                    self.state.db.execute(
+                        "UPDATE projects SET upstream_serial = ?, synced_at = ? WHERE name = ?",
+                        (t.root_serial if t.root_serial is not None else page.serial, now, t.canonical),
+                    )
+                    continue
+                for f in r.files:
+                    f.project = t.canonical
+                    try:
+                        f.mtime_ns = (self.web / f.path).stat().st_mtime_ns
+                    except OSError:
+                        f.mtime_ns = 0
+                removed = self.state.replace_files(t.canonical, r.files)
+                garbage.extend(removed)
+                garbage.extend(p + ".metadata" for p in removed)
+                self.state.save_project(
+                    t.canonical,
+                    page.name if page.name else t.display,
+                    r.serial,
+                    t.root_serial if t.root_serial is not None else page.serial,
+                    page.fingerprint,
+                    t.selection,
+                    page.status,
+                    r.versions,
+                    r.html_sha256,
+                    r.json_sha256,
+                    now,
+                )
+            self.state.add_garbage(garbage)
+            self.state.commit()
+        except BaseException:
+            self.state.rollback()
+            raise
+        self.published += len(changed)
+        if garbage:
+            self.collect_garbage()
+
+    def discard(self) -> None:
+        """Drop staged pages of results that will not be published."""
+        for r in self.pending:
+            discard_staged(r)
+        self.pending = []
+
+    def delete_projects(self, names: list[str]) -> None:
+        if not names:
+            return
+        self.state.begin()
+        try:
+            for name in names:
+                paths = self.state.delete_project(name)
+                self.state.add_garbage(paths)
+                self.state.add_garbage(p + ".metadata" for p in paths)
+                self.state.add_garbage([f"simple/{name}/"])
+            self.state.commit()
+        except BaseException:
+            self.state.rollback()
+            raise
+
+    def publish_root(self, serial: Optional[int]) -> None:
+        entries = self.state.root_entries()
+        self.simple_dir.mkdir(parents=True, exist_ok=True)
+        html = root_html(entries)
+        write_atomic(self.simple_dir / "index.v1_json", root_json(entries, serial), self.fsync)
+        write_atomic(self.simple_dir / "index.html", html, self.fsync)
+        write_atomic(self.simple_dir / "index.v1_html", html, self.fsync)
+
+    def collect_garbage(self) -> int:
+        """Unlink what the state no longer references (pages first rendered without it)."""
+        paths = self.state.garbage()
+        done: list[str] = []
+        for rel in paths:
+            if rel.startswith("simple/") and rel.endswith("/"):
+                name = rel[len("simple/"):-1]
+                if self.state.project(name) is None:
+                    shutil.rmtree(self.simple_dir / name, ignore_errors=True)
+                done.append(rel)
+                continue
+            base = rel[: -len(".metadata")] if rel.endswith(".metadata") else rel
+            if not self.state.path_referenced(base):
+                target = self.web / rel
+                try:
+                    target.unlink()
+                    if not rel.endswith(".metadata"):
+                        self.files_deleted += 1
+                except FileNotFoundError:
+                    pass
+                _prune_dirs(target.parent, self.web / "packages")
+            done.append(rel)
+        self.state.begin()
+        self.state.drop_garbage(done)
+        self.state.commit()
+        return len(done)
+
+
+def discard_staged(result: ProjectResult) -> None:
+    for tmp, _final in result.staged:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+    result.staged = []
+
+
+def _prune_dirs(directory: Path, stop: Path) -> None:
+    """Remove empty directories from `directory` up to (not including) `stop`; bounded by depth."""
+    for _ in range(4):
+        if directory == stop or stop not in directory.parents:
+            return
+        try:
+            directory.rmdir()
+        except OSError:
+            return
+        directory = directory.parent

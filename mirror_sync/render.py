@@ -1,0 +1,99 @@
+"""Render PEP 503 HTML and PEP 691 JSON pages (with PEP 592, 658/714, 700 and 792 fields)."""
+from __future__ import annotations
+
+import json
+from html import escape
+from typing import Iterable, Optional, Sequence
+
+from .models import MirroredFile
+
+API_VERSION = "1.1"
+STATUS_API_VERSION = "1.4"  # PEP 792 project-status needs 1.4
+
+
+def _api_version(status: Optional[dict[str, str]]) -> str:
+    return STATUS_API_VERSION if status else API_VERSION
+
+
+def file_href(f: MirroredFile) -> str:
+    """Relative to simple/<project>/: the mirror can be served under any host and prefix."""
+    return "../../" + f.path
+
+
+def project_html(name: str, files: Sequence[MirroredFile], status: Optional[dict[str, str]] = None) -> bytes:
+    out = [
+        "<!DOCTYPE html>\n<html>\n  <head>\n",
+        f'    <meta name="pypi:repository-version" content="{_api_version(status)}">\n',
+    ]
+    if status:
+        out.append(f'    <meta name="pypi:project-status" content="{escape(status["status"])}">\n')
+        if status.get("reason"):
+            out.append(f'    <meta name="pypi:project-status-reason" content="{escape(status["reason"])}">\n')
+    out.append(f"    <title>Links for {escape(name)}</title>\n  </head>\n  <body>\n    <h1>Links for {escape(name)}</h1>\n")
+    for f in files:
+        attrs = [f'href="{escape(file_href(f))}#sha256={f.sha256}"']
+        if f.requires_python:
+            attrs.append(f'data-requires-python="{escape(f.requires_python)}"')
+        if f.yanked is not False:
+            reason = f.yanked if isinstance(f.yanked, str) else ""
+            attrs.append(f'data-yanked="{escape(reason)}"')
+        if f.metadata_sha256:
+            attrs.append(f'data-dist-info-metadata="sha256={f.metadata_sha256}"')
+            attrs.append(f'data-core-metadata="sha256={f.metadata_sha256}"')
+        out.append(f"    <a {' '.join(attrs)}>{escape(f.filename)}</a><br/>\n")
+    out.append("  </body>\n</html>\n")
+    return "".join(out).encode("utf-8")
+
+
+def project_json(
+    name: str,
+    serial: Optional[int],
+    files: Sequence[MirroredFile],
+    versions: Sequence[str],
+    status: Optional[dict[str, str]] = None,
+) -> bytes:
+    meta: dict[str, object] = {"api-version": _api_version(status)}
+    if serial is not None:
+        meta["_last-serial"] = serial
+    entries = []
+    for f in files:
+        entry: dict[str, object] = {
+            "filename": f.filename,
+            "url": file_href(f),
+            "hashes": {"sha256": f.sha256},
+            "requires-python": f.requires_python,
+            "yanked": f.yanked,
+            "size": f.size,
+        }
+        if f.upload_time:
+            entry["upload-time"] = f.upload_time
+        meta_value: object = {"sha256": f.metadata_sha256} if f.metadata_sha256 else False
+        entry["core-metadata"] = meta_value
+        entry["data-dist-info-metadata"] = meta_value
+        entries.append(entry)
+    doc: dict[str, object] = {"meta": meta, "name": name, "versions": list(versions), "files": entries}
+    if status:
+        doc["project-status"] = status
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def root_html(entries: Iterable[tuple[str, str, Optional[int]]]) -> bytes:
+    """entries: (canonical, display, serial), sorted."""
+    parts = [
+        '<!DOCTYPE html>\n<html>\n  <head>\n    <meta name="pypi:repository-version" content="1.1">\n'
+        "    <title>Simple index</title>\n  </head>\n  <body>\n"
+    ]
+    parts.extend(f'    <a href="{canonical}/">{escape(display)}</a><br/>\n' for canonical, display, _ in entries)
+    parts.append("  </body>\n</html>\n")
+    return "".join(parts).encode("utf-8")
+
+
+def root_json(entries: Iterable[tuple[str, str, Optional[int]]], serial: Optional[int]) -> bytes:
+    meta: dict[str, object] = {"api-version": API_VERSION}
+    if serial is not None:
+        meta["_last-serial"] = serial
+    projects = [
+        {"name": display, "_last-serial": s} if s is not None else {"name": display}
+        for _canonical, display, s in entries
+    ]
+    return json.dumps({"meta": meta, "projects": projects}, separators=(",", ":"), ensure_ascii=False).encode("utf-8")

@@ -1,0 +1,109 @@
+"""Which releases and files of a project the mirror keeps."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+from .config import Config
+from .environments import FileFilter
+from .models import ProjectPage, UpstreamFile
+
+
+@dataclass
+class Want:
+    """What is asked of one project: a union of specifiers (None = every release) and extras."""
+
+    specifiers: set[Optional[str]] = field(default_factory=set)
+    extras: set[str] = field(default_factory=set)
+
+    def add(self, req: Requirement) -> bool:
+        """Merge a requirement; True when that widened what is wanted."""
+        spec = str(req.specifier) or None
+        before = (len(self.specifiers), len(self.extras))
+        self.specifiers.add(spec)
+        self.extras.update(canonicalize_name(e) for e in req.extras)
+        return (len(self.specifiers), len(self.extras)) != before
+
+    def key(self) -> str:
+        specs = sorted("*" if s is None else s for s in self.specifiers)
+        return "|".join(specs) + "[" + ",".join(sorted(self.extras)) + "]"
+
+
+class Selector:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.file_filter = FileFilter(config.environments)
+        self.excluded: dict[str, list[SpecifierSet]] = {}
+        for req in config.exclude:
+            self.excluded.setdefault(canonicalize_name(req.name), []).append(req.specifier)
+
+    def project_excluded(self, canonical: str) -> bool:
+        """The whole project is on the blocklist (a bare name)."""
+        return any(len(spec) == 0 for spec in self.excluded.get(canonical, []))
+
+    def select(self, page: ProjectPage, want: Optional[Want]) -> tuple[list[UpstreamFile], list[str]]:
+        """The files to mirror and the PEP 700 versions list to publish."""
+        cfg = self.config
+        by_version: dict[Optional[Version], list[UpstreamFile]] = {}
+        for f in page.files:
+            try:
+                v: Optional[Version] = Version(f.version) if f.version else None
+            except InvalidVersion:
+                v = None
+            by_version.setdefault(v, []).append(f)
+        versions = [v for v in by_version if v is not None]
+        exclude_specs = self.excluded.get(page.canonical, [])
+        if exclude_specs:
+            versions = [v for v in versions if not any(s.contains(v, prereleases=True) for s in exclude_specs)]
+        if not cfg.prereleases:
+            versions = [v for v in versions if not v.is_prerelease or self._explicit_pre(v, want)]
+        specs = [None] if want is None else sorted(want.specifiers, key=lambda s: s or "")
+        chosen: set[Version] = set()
+        for spec_text in specs:
+            matching = versions
+            if spec_text is not None:
+                spec = SpecifierSet(spec_text)
+                matching = [v for v in versions if spec.contains(v, prereleases=True)]
+            if cfg.latest is not None:
+                matching = sorted(matching, reverse=True)[: cfg.latest]
+            chosen.update(matching)
+        version_filtering = want is not None and specs != [None] or cfg.latest is not None or not cfg.prereleases or bool(exclude_specs)
+        files: list[UpstreamFile] = []
+        for v, group in by_version.items():
+            if v is None:
+                if version_filtering:
+                    continue
+            elif v not in chosen:
+                continue
+            for f in group:
+                if cfg.max_file_size is not None and f.size is not None and f.size > cfg.max_file_size:
+                    continue
+                if not self.file_filter.keep(f.filename, f.requires_python):
+                    continue
+                files.append(f)
+        if not cfg.filtered and page.versions is not None:
+            published_versions = list(page.versions)
+        else:
+            published_versions = sorted({f.version for f in files if f.version}, key=_version_key)
+        return files, published_versions
+
+    @staticmethod
+    def _explicit_pre(v: Version, want: Optional[Want]) -> bool:
+        if want is None:
+            return False
+        for s in want.specifiers:
+            if s is not None and SpecifierSet(s).prereleases and SpecifierSet(s).contains(v, prereleases=True):
+                return True
+        return False
+
+
+def _version_key(text: str) -> tuple[int, object]:
+    try:
+        return (0, Version(text))
+    except InvalidVersion:
+        return (1, text)

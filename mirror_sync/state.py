@@ -1,0 +1,203 @@
+"""The mirror's state in sqlite: per project its serial and pages, per file its path, size, sha256.
+
+Only the thread that opened it uses a State.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Iterable, Iterator, Optional
+
+from .models import MirroredFile
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS projects (
+    name TEXT PRIMARY KEY,          -- canonical
+    display TEXT NOT NULL,
+    serial INTEGER,                 -- the serial we publish for it (upstream's, or a local one)
+    upstream_serial INTEGER,        -- upstream's serial when we synced it (NULL: upstream has none)
+    fingerprint TEXT,               -- sha256 of upstream's page body
+    selection TEXT,                 -- what was asked of it (filters, specifiers, extras)
+    status TEXT,                    -- PEP 792 project-status as JSON
+    versions TEXT,                  -- PEP 700 versions as JSON
+    html_sha256 TEXT,
+    json_sha256 TEXT,
+    synced_at REAL
+);
+CREATE TABLE IF NOT EXISTS files (
+    path TEXT PRIMARY KEY,          -- relative to web/
+    project TEXT NOT NULL,
+    filename TEXT NOT NULL,
+    url TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    requires_python TEXT,
+    yanked TEXT NOT NULL,           -- JSON: false, true or the reason
+    upload_time TEXT,
+    metadata_sha256 TEXT,
+    metadata_size INTEGER,
+    version TEXT,
+    requires_dist TEXT,             -- JSON list, NULL when unknown
+    mtime_ns INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS files_project ON files(project);
+CREATE TABLE IF NOT EXISTS garbage (path TEXT PRIMARY KEY);  -- to unlink once nothing links to it
+"""
+
+
+class ProjectRow:
+    __slots__ = ("name", "display", "serial", "upstream_serial", "fingerprint", "selection", "status", "versions", "html_sha256", "json_sha256")
+
+    def __init__(self, row: sqlite3.Row) -> None:
+        for key in self.__slots__:
+            setattr(self, key, row[key])
+
+
+def _file_from_row(row: sqlite3.Row) -> MirroredFile:
+    return MirroredFile(
+        project=row["project"],
+        filename=row["filename"],
+        path=row["path"],
+        url=row["url"],
+        size=row["size"],
+        sha256=row["sha256"],
+        requires_python=row["requires_python"],
+        yanked=json.loads(row["yanked"]),
+        upload_time=row["upload_time"],
+        metadata_sha256=row["metadata_sha256"],
+        metadata_size=row["metadata_size"],
+        version=row["version"],
+        requires_dist=json.loads(row["requires_dist"]) if row["requires_dist"] is not None else None,
+        mtime_ns=row["mtime_ns"],
+    )
+
+
+class State:
+    def __init__(self, path: Path, readonly: bool = False) -> None:
+        self.path = path
+        if readonly:
+            self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+        else:
+            self.db = sqlite3.connect(str(path), isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.executescript(_SCHEMA)
+            self.set_meta("schema_version", str(SCHEMA_VERSION))
+        self.db.row_factory = sqlite3.Row
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- transactions -------------------------------------------------------------------------
+    def begin(self) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def commit(self) -> None:
+        self.db.execute("COMMIT")
+
+    def rollback(self) -> None:
+        if self.db.in_transaction:
+            self.db.execute("ROLLBACK")
+
+    # -- meta ---------------------------------------------------------------------------------
+    def get_meta(self, key: str) -> Optional[str]:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else row[0]
+
+    def set_meta(self, key: str, value: Optional[str]) -> None:
+        self.db.execute("INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value))
+
+    def meta(self) -> dict[str, str]:
+        return {k: v for k, v in self.db.execute("SELECT key, value FROM meta")}
+
+    # -- projects -----------------------------------------------------------------------------
+    def project_serials(self) -> dict[str, tuple[Optional[int], Optional[str], Optional[str]]]:
+        """canonical -> (upstream_serial, selection, fingerprint), for the no-op comparison."""
+        return {r[0]: (r[1], r[2], r[3]) for r in self.db.execute("SELECT name, upstream_serial, selection, fingerprint FROM projects")}
+
+    def project(self, name: str) -> Optional[ProjectRow]:
+        row = self.db.execute("SELECT * FROM projects WHERE name = ?", (name,)).fetchone()
+        return None if row is None else ProjectRow(row)
+
+    def projects(self) -> Iterator[ProjectRow]:
+        for row in self.db.execute("SELECT * FROM projects ORDER BY name"):
+            yield ProjectRow(row)
+
+    def root_entries(self) -> list[tuple[str, str, Optional[int]]]:
+        """(canonical, display, serial) of every project, sorted by canonical name."""
+        return self.db.execute("SELECT name, display, serial FROM projects ORDER BY name").fetchall()
+
+    def save_project(
+        self,
+        name: str,
+        display: str,
+        serial: Optional[int],
+        upstream_serial: Optional[int],
+        fingerprint: Optional[str],
+        selection: str,
+        status: Optional[dict[str, str]],
+        versions: list[str],
+        html_sha256: str,
+        json_sha256: str,
+        synced_at: float,
+    ) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO projects(name, display, serial, upstream_serial, fingerprint, selection, status, versions,"
+            " html_sha256, json_sha256, synced_at) VALUES(?,?,?,?,?,?,?,?,?,?,?)",
+            (name, display, serial, upstream_serial, fingerprint, selection, json.dumps(status) if status else None,
+             json.dumps(versions), html_sha256, json_sha256, synced_at),
+        )
+
+    def delete_project(self, name: str) -> list[str]:
+        """Forget a project; returns the paths of its files (to be collected as garbage)."""
+        paths = [r[0] for r in self.db.execute("SELECT path FROM files WHERE project = ?", (name,))]
+        self.db.execute("DELETE FROM files WHERE project = ?", (name,))
+        self.db.execute("DELETE FROM projects WHERE name = ?", (name,))
+        return paths
+
+    # -- files --------------------------------------------------------------------------------
+    def files_of(self, project: str) -> list[MirroredFile]:
+        return [_file_from_row(r) for r in self.db.execute("SELECT * FROM files WHERE project = ? ORDER BY filename", (project,))]
+
+    def all_files(self) -> Iterator[MirroredFile]:
+        for row in self.db.execute("SELECT * FROM files ORDER BY path"):
+            yield _file_from_row(row)
+
+    def file_paths(self) -> set[str]:
+        return {r[0] for r in self.db.execute("SELECT path FROM files")}
+
+    def replace_files(self, project: str, files: Iterable[MirroredFile]) -> list[str]:
+        """Set a project's files; returns the paths it no longer has."""
+        old = {r[0] for r in self.db.execute("SELECT path FROM files WHERE project = ?", (project,))}
+        self.db.execute("DELETE FROM files WHERE project = ?", (project,))
+        new: set[str] = set()
+        rows = []
+        for f in files:
+            new.add(f.path)
+            rows.append((f.path, project, f.filename, f.url, f.size, f.sha256, f.requires_python, json.dumps(f.yanked),
+                         f.upload_time, f.metadata_sha256, f.metadata_size, f.version,
+                         json.dumps(f.requires_dist) if f.requires_dist is not None else None, f.mtime_ns))
+        self.db.executemany("INSERT OR REPLACE INTO files VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+        return sorted(old - new)
+
+    def totals(self) -> tuple[int, int, int]:
+        projects = self.db.execute("SELECT COUNT(*) FROM projects").fetchone()[0]
+        files, size = self.db.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM files").fetchone()
+        return projects, files, size
+
+    def path_referenced(self, path: str) -> bool:
+        return self.db.execute("SELECT 1 FROM files WHERE path = ?", (path,)).fetchone() is not None
+
+    # -- garbage ------------------------------------------------------------------------------
+    def add_garbage(self, paths: Iterable[str]) -> None:
+        self.db.executemany("INSERT OR IGNORE INTO garbage(path) VALUES(?)", ((p,) for p in paths))
+
+    def garbage(self) -> list[str]:
+        return [r[0] for r in self.db.execute("SELECT path FROM garbage ORDER BY path")]
+
+    def drop_garbage(self, paths: Iterable[str]) -> None:
+        self.db.executemany("DELETE FROM garbage WHERE path = ?", ((p,) for p in paths))

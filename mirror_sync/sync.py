@@ -1,0 +1,433 @@
+"""The sync run: compare upstream's root with the state, bring changed projects up to date,
+follow the dependency closure, delete what upstream deleted (behind a guard), publish the root."""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Optional
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+from .closure import DependencyEvaluator
+from .config import Config
+from .download import Downloader
+from .environments import marker_environments
+from .errors import DeleteGuardError, FilesystemError, MirrorSyncError
+from .fsutil import Flusher, MirrorLock, preflight
+from .http import HttpClient
+from .models import MirroredFile, RootIndex
+from .progress import Progress
+from .project_sync import ProjectResult, ProjectSyncer, ProjectTask
+from .publish import Publisher, discard_staged
+from .selection import Selector, Want
+from .state import State
+from .upstream import Upstream
+
+log = logging.getLogger("mirror_sync")
+
+MAX_CLOSURE_ROUNDS = 10_000
+ROOT_REPUBLISH_SECONDS = 300.0
+
+
+def utc_iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def filter_fingerprint(config: Config) -> str:
+    """Changes whenever a setting that decides which files are mirrored changes."""
+    envs = None if config.environments is None else [repr(e) for e in config.environments]
+    doc = {
+        "exclude": sorted(str(r) for r in config.exclude),
+        "environments": envs,
+        "prereleases": config.prereleases,
+        "latest": config.latest,
+        "max_file_size": config.max_file_size,
+        "dependencies": config.dependencies and config.projects is not None,
+        "v": 1,
+    }
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass
+class RunStats:
+    synced: int = 0
+    unchanged: int = 0
+    failed: list[dict[str, str]] = field(default_factory=list)
+    downloaded: int = 0
+    downloaded_bytes: int = 0
+    deleted_projects: int = 0
+    plan_fetch: list[dict[str, Any]] = field(default_factory=list)
+    plan_delete: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Syncer:
+    def __init__(self, config: Config, *, dry_run: bool = False, allow_mass_delete: bool = False) -> None:
+        self.config = config
+        self.dry_run = dry_run
+        self.allow_mass_delete = allow_mass_delete
+        self.stats = RunStats()
+        self.selector = Selector(config)
+        self.fingerprint = filter_fingerprint(config)
+        self.closure_mode = config.projects is not None and config.dependencies
+        self.evaluator = DependencyEvaluator(marker_environments(config.environments)) if self.closure_mode else None
+
+    # -- entry point --------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        cfg = self.config
+        started = time.time()
+        if self.dry_run:
+            return self._run_dry(started)
+        for warning in preflight(cfg.directory):
+            log.warning("event=preflight warning=%r", warning)
+        with MirrorLock(cfg.lock_path):
+            cfg.web.mkdir(parents=True, exist_ok=True)
+            (cfg.simple_dir).mkdir(parents=True, exist_ok=True)
+            state = State(cfg.state_path)
+            flusher = Flusher(cfg.directory) if cfg.fsync else None
+            try:
+                return self._run_locked(state, flusher, started)
+            finally:
+                if flusher is not None:
+                    flusher.close()
+                state.close()
+
+    def _run_dry(self, started: float) -> dict[str, Any]:
+        cfg = self.config
+        state = State(cfg.state_path, readonly=True) if cfg.state_path.exists() else None
+        client = HttpClient(cfg.workers, cfg.timeout, cfg.retries)
+        try:
+            root = Upstream(cfg.upstream, client).root()
+            projects = self._sync_projects(state, None, root, client)
+            deleted = self._deletions(state, root, projects)
+            for name in deleted:
+                for f in state.files_of(name) if state else []:
+                    self.stats.plan_delete.append({"project": name, "path": f.path, "size": f.size})
+            return self._summary(state, root, started, deleted)
+        finally:
+            client.close()
+            if state is not None:
+                state.close()
+
+    def _run_locked(self, state: State, flusher: Optional[Flusher], started: float) -> dict[str, Any]:
+        cfg = self.config
+        publisher = Publisher(state, cfg.web, flusher, fsync=cfg.fsync)
+        if state.garbage():  # an interrupted run left deletions half done: finish them first
+            publisher.publish_root(_int(state.get_meta("mirror_serial")))
+            publisher.collect_garbage()
+        state.set_meta("last_sync_started", utc_iso(started))
+        client = HttpClient(cfg.workers, cfg.timeout, cfg.retries)
+        ok = False
+        root: Optional[RootIndex] = None
+        deleted: list[str] = []
+        try:
+            root = Upstream(cfg.upstream, client).root()
+            projects = self._sync_projects(state, publisher, root, client)
+            deleted = self._deletions(state, root, projects)
+            publisher.delete_projects(deleted)
+            self.stats.deleted_projects = len(deleted)
+            changed = bool(publisher.published or deleted or self.stats.synced)
+            ok = not self.stats.failed
+            serial = root.serial if ok else _int(state.get_meta("mirror_serial"))
+            if changed or not (cfg.simple_dir / "index.v1_json").is_file() or (ok and serial != _int(state.get_meta("mirror_serial"))):
+                publisher.publish_root(serial if serial is not None else root.serial)
+            publisher.collect_garbage()
+            state.set_meta("upstream_serial", None if root.serial is None else str(root.serial))
+            if ok:
+                state.set_meta("mirror_serial", None if root.serial is None else str(root.serial))
+            return self._summary(state, root, started, deleted, files_deleted=publisher.files_deleted)
+        except MirrorSyncError as exc:
+            self.stats.failed.append({"project": "", "error": str(exc)})
+            raise
+        finally:
+            publisher.discard()
+            finished = time.time()
+            state.set_meta("last_sync_finished", utc_iso(finished))
+            state.set_meta("last_result", "ok" if ok else "failed")
+            state.set_meta("last_duration_s", f"{finished - started:.3f}")
+            state.set_meta("last_failures", str(len(self.stats.failed)))
+            state.set_meta("last_downloaded", str(self.stats.downloaded))
+            state.set_meta("last_downloaded_bytes", str(self.stats.downloaded_bytes))
+            state.set_meta("last_deleted_files", str(publisher.files_deleted))
+            state.set_meta("upstream", self.config.upstream)
+            if ok:
+                state.set_meta("last_success", utc_iso(finished))
+            client.close()
+
+    # -- which projects -----------------------------------------------------------------------
+    def _sync_projects(self, state: Optional[State], publisher: Optional[Publisher], root: RootIndex, client: HttpClient) -> set[str]:
+        """Sync what changed; returns the set of projects the mirror should hold."""
+        cfg = self.config
+        known = state.project_serials() if state is not None else {}
+        upstream = Upstream(cfg.upstream, client)
+        downloader = Downloader(client, cfg.web, retries=cfg.retries, fsync=cfg.fsync, max_file_size=cfg.max_file_size)
+        with ThreadPoolExecutor(cfg.workers, thread_name_prefix="project") as project_pool, ThreadPoolExecutor(
+            cfg.workers, thread_name_prefix="file"
+        ) as file_pool:
+            syncer = ProjectSyncer(
+                upstream,
+                downloader,
+                self.selector,
+                cfg.simple_dir,
+                cfg.web,
+                need_requires=self.closure_mode,
+                fsync=cfg.fsync,
+                dry_run=self.dry_run,
+                file_pool=file_pool,
+            )
+            runner = _Runner(self, state, publisher, root, known, syncer, project_pool)
+            if cfg.projects is None:
+                wanted = {c for c in root.projects if not self.selector.project_excluded(c)}
+                runner.run_wave({c: None for c in sorted(wanted)})
+                return wanted
+            return runner.run_closure(cfg.projects)
+
+    def _deletions(self, state: Optional[State], root: RootIndex, wanted: set[str]) -> list[str]:
+        if state is None:
+            return []
+        held = [r[0] for r in state.root_entries()]
+        failed = {f["project"] for f in self.stats.failed}
+        gone_upstream = [n for n in held if n not in root.projects]
+        unselected = [n for n in held if n in root.projects and n not in wanted and n not in failed]
+        if self.config.projects is not None and self.stats.failed:
+            unselected = []  # an incomplete closure must not prune what it did not reach
+        to_delete = sorted((gone_upstream if self.config.delete else []) + unselected)
+        if not to_delete or self.allow_mass_delete:
+            return to_delete
+        if not root.projects and held:
+            raise DeleteGuardError(
+                f"upstream's root index lists no projects while the mirror holds {len(held)}; refusing to delete "
+                "them all (an upstream outage?); run with --allow-mass-delete if this is intended"
+            )
+        share = len(to_delete) / len(held)
+        if share > self.config.max_delete_ratio:
+            raise DeleteGuardError(
+                f"this run would delete {len(to_delete)} of {len(held)} projects ({share:.0%}), more than "
+                f"max_delete_ratio {self.config.max_delete_ratio:.0%}; refusing (run with --allow-mass-delete if this is intended)"
+            )
+        return to_delete
+
+    # -- summary ------------------------------------------------------------------------------
+    def _summary(self, state: Optional[State], root: Optional[RootIndex], started: float, deleted: list[str], files_deleted: int = 0) -> dict[str, Any]:
+        finished = time.time()
+        projects, files, size = state.totals() if state is not None else (0, 0, 0)
+        mirror_serial = _int(state.get_meta("mirror_serial")) if state is not None else None
+        s = self.stats
+        summary: dict[str, Any] = {
+            "command": "sync",
+            "ok": not s.failed,
+            "dry_run": self.dry_run,
+            "upstream": self.config.upstream,
+            "directory": str(self.config.directory),
+            "started": utc_iso(started),
+            "finished": utc_iso(finished),
+            "duration_s": round(finished - started, 3),
+            "upstream_serial": root.serial if root else None,
+            "mirror_serial": mirror_serial,
+            "projects": {"total": projects, "synced": s.synced, "deleted": len(deleted), "failed": len(s.failed)},
+            "files": {
+                "total": files,
+                "downloaded": s.downloaded,
+                "deleted": files_deleted,
+                "failed": sum(1 for f in s.failed if f.get("file")),
+                "bytes_total": size,
+                "bytes_downloaded": s.downloaded_bytes,
+            },
+            "changed": bool(s.downloaded or files_deleted or deleted or s.synced),
+            "failures": s.failed,
+        }
+        if self.dry_run:
+            fetch_bytes = sum(int(p.get("size") or 0) for p in s.plan_fetch)
+            delete_bytes = sum(int(p.get("size") or 0) for p in s.plan_delete)
+            summary["plan"] = {"fetch": s.plan_fetch, "delete": s.plan_delete, "fetch_bytes": fetch_bytes, "delete_bytes": delete_bytes}
+            summary["changed"] = bool(s.plan_fetch or s.plan_delete or deleted or s.synced)
+        return summary
+
+
+class _Runner:
+    """Submits project tasks to the pool, hands finished ones to the publisher, follows the closure."""
+
+    def __init__(
+        self,
+        sync: Syncer,
+        state: Optional[State],
+        publisher: Optional[Publisher],
+        root: RootIndex,
+        known: dict[str, tuple[Optional[int], Optional[str], Optional[str]]],
+        syncer: ProjectSyncer,
+        pool: ThreadPoolExecutor,
+    ) -> None:
+        self.sync = sync
+        self.state = state
+        self.publisher = publisher
+        self.root = root
+        self.known = known
+        self.syncer = syncer
+        self.pool = pool
+        self.local_serial = _int(state.get_meta("local_serial")) if state is not None else None
+        self.last_root_publish = time.monotonic()
+
+    def _selection_key(self, want: Optional[Want]) -> str:
+        return self.sync.fingerprint + ("" if want is None else ":" + want.key())
+
+    def _needs_sync(self, canonical: str, selection: str) -> bool:
+        root_serial = self.root.projects[canonical][1]
+        prev = self.known.get(canonical)
+        if prev is None or root_serial is None:
+            return True
+        prev_serial, prev_selection, _fp = prev
+        return prev_serial is None or prev_serial < root_serial or prev_selection != selection
+
+    def _task(self, canonical: str, want: Optional[Want], selection: str) -> ProjectTask:
+        display, root_serial = self.root.projects[canonical]
+        previous: list[MirroredFile] = []
+        fingerprint = prev_selection = None
+        if self.state is not None and canonical in self.known:
+            previous = self.state.files_of(canonical)
+            _s, prev_selection, fingerprint = self.known[canonical]
+        local = None
+        if root_serial is None:
+            self.local_serial = (self.local_serial or 0) + 1
+            local = self.local_serial
+        return ProjectTask(canonical, display, root_serial, want, selection, previous, fingerprint, prev_selection, local)
+
+    def run_wave(self, wants: dict[str, Optional[Want]]) -> list[ProjectResult]:
+        """Sync every project of `wants` that changed; returns the results (changed or not)."""
+        todo = []
+        for canonical, want in wants.items():
+            selection = self._selection_key(want)
+            if self._needs_sync(canonical, selection):
+                todo.append(self._task(canonical, want, selection))
+        if not todo:
+            return []
+        progress = Progress(len(todo), "sync")
+        results: list[ProjectResult] = []
+        fatal: Optional[BaseException] = None
+        pending: set[Future[ProjectResult]] = set()
+        tasks = iter(todo)
+        owner: dict[Future[ProjectResult], ProjectTask] = {}
+
+        def submit_more() -> None:
+            while len(pending) < self.sync.config.workers * 4:
+                task = next(tasks, None)
+                if task is None:
+                    return
+                fut = self.pool.submit(self.syncer.run, task)
+                owner[fut] = task
+                pending.add(fut)
+
+        submit_more()
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in done:
+                pending.discard(fut)
+                task = owner.pop(fut)
+                try:
+                    result = fut.result()
+                except FilesystemError as exc:
+                    fatal = fatal or exc
+                    progress.step(failed=True)
+                    continue
+                except MirrorSyncError as exc:
+                    self._fail(task.canonical, str(exc))
+                    progress.step(failed=True)
+                    continue
+                except Exception as exc:  # a bug or an unexpected library error: one project, not the run
+                    log.exception("event=project-error project=%s", task.canonical)
+                    self._fail(task.canonical, f"unexpected {exc.__class__.__name__}: {exc}")
+                    progress.step(failed=True)
+                    continue
+                if fatal is not None:
+                    discard_staged(result)
+                    progress.step(failed=True)
+                    continue
+                self._record(result)
+                results.append(result)
+                progress.step()
+            if fatal is None:
+                submit_more()
+        if fatal is not None:
+            raise fatal
+        if self.publisher is not None:
+            self.publisher.flush()
+            if self.state is not None and self.local_serial is not None:
+                self.state.set_meta("local_serial", str(self.local_serial))
+        return results
+
+    def _record(self, result: ProjectResult) -> None:
+        s = self.sync.stats
+        if not result.unchanged:
+            s.synced += 1
+            s.downloaded += result.downloaded
+            s.downloaded_bytes += result.downloaded_bytes
+        s.plan_fetch.extend(result.plan_fetch)
+        s.plan_delete.extend(result.plan_delete)
+        if self.publisher is not None:
+            self.publisher.add(result)
+            if time.monotonic() - self.last_root_publish > ROOT_REPUBLISH_SECONDS:
+                self.publisher.flush()
+                self.publisher.publish_root(_int(self.state.get_meta("mirror_serial")) if self.state else None)
+                self.last_root_publish = time.monotonic()
+        if not result.unchanged:
+            log.debug("event=project-synced project=%s files=%d downloaded=%d", result.task.canonical, len(result.files), result.downloaded)
+
+    def _fail(self, project: str, error: str) -> None:
+        log.error("event=project-failed project=%s error=%r", project, error)
+        self.sync.stats.failed.append({"project": project, "error": error})
+
+    # -- closure --------------------------------------------------------------------------------
+    def run_closure(self, requirements: tuple[Requirement, ...]) -> set[str]:
+        wants: dict[str, Want] = {}
+        frontier: dict[str, Want] = {}
+        for req in requirements:
+            canonical = canonicalize_name(req.name)
+            if self.sync.selector.project_excluded(canonical):
+                continue
+            if canonical not in self.root.projects:
+                self._fail(canonical, f"project {req.name!r} from 'projects' is not on upstream")
+                continue
+            want = wants.setdefault(canonical, Want())
+            want.add(req)
+            frontier[canonical] = want
+        follow = self.sync.config.dependencies
+        rounds = 0
+        required_by: dict[str, str] = {}
+        while frontier and rounds < MAX_CLOSURE_ROUNDS:
+            rounds += 1
+            results = {r.task.canonical: r for r in self.run_wave(dict(frontier))}
+            next_frontier: dict[str, Want] = {}
+            if follow:
+                for canonical, want in frontier.items():
+                    files = results[canonical].files if canonical in results else self._state_files(canonical)
+                    requires = sorted({line for f in files for line in (f.requires_dist or [])})
+                    assert self.sync.evaluator is not None
+                    for dep in self.sync.evaluator.needed(requires, frozenset(want.extras)):
+                        dep_name = canonicalize_name(dep.name)
+                        if self.sync.selector.project_excluded(dep_name):
+                            continue
+                        if dep_name not in self.root.projects:
+                            if dep_name not in required_by:
+                                required_by[dep_name] = canonical
+                                self._fail(dep_name, f"dependency {dep.name!r} of {canonical} is not on upstream")
+                            continue
+                        dep_want = wants.setdefault(dep_name, Want())
+                        is_new = not dep_want.specifiers
+                        if dep_want.add(dep) or is_new:
+                            next_frontier[dep_name] = dep_want
+            frontier = next_frontier
+        return set(wants)
+
+    def _state_files(self, canonical: str) -> list[MirroredFile]:
+        return self.state.files_of(canonical) if self.state is not None else []
+
+
+def _int(value: Optional[str]) -> Optional[int]:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None

@@ -1,0 +1,236 @@
+"""Check every published page and file against the state; optionally repair."""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+from .config import Config
+from .download import Downloader, hash_file
+from .errors import MirrorSyncError
+from .fsutil import MirrorLock, write_atomic
+from .http import HttpClient
+from .models import MirroredFile
+from .project_sync import PAGE_NAMES
+from .render import project_html, project_json
+from .state import ProjectRow, State
+from .sync import utc_iso
+
+log = logging.getLogger("mirror_sync")
+
+
+class Verifier:
+    def __init__(self, config: Config, *, full: bool = False, repair: bool = False) -> None:
+        self.config = config
+        self.full = full
+        self.repair = repair
+        self.missing: list[str] = []
+        self.corrupt: list[str] = []
+        self.orphans: list[str] = []
+        self.failures: list[dict[str, str]] = []
+        self.repaired = 0
+        self.removed = 0
+        self.checked_files = 0
+        self.checked_pages = 0
+
+    def run(self) -> dict[str, Any]:
+        cfg = self.config
+        if not cfg.state_path.exists():
+            raise MirrorSyncError(f"{cfg.directory} holds no mirror state yet; run 'sync' first")
+        started = time.time()
+        with MirrorLock(cfg.lock_path):
+            state = State(cfg.state_path)
+            client: Optional[HttpClient] = None
+            try:
+                if self.repair:
+                    client = HttpClient(cfg.workers, cfg.timeout, cfg.retries)
+                downloader = (
+                    Downloader(client, cfg.web, retries=cfg.retries, fsync=cfg.fsync, max_file_size=None) if client else None
+                )
+                referenced = self._check_files(state, downloader)
+                self._check_pages(state)
+                self._check_orphans(referenced)
+                if self.repair:
+                    self._repair_root(state)
+                ok = not (self.missing or self.corrupt or self.orphans or self.failures) or (
+                    self.repair and not self.failures
+                )
+                state.set_meta("last_verify", utc_iso(time.time()))
+                state.set_meta("last_verify_result", "ok" if ok else "failed")
+            finally:
+                if client is not None:
+                    client.close()
+                state.close()
+        return {
+            "command": "verify",
+            "ok": ok,
+            "full": self.full,
+            "repair": self.repair,
+            "duration_s": round(time.time() - started, 3),
+            "checked_pages": self.checked_pages,
+            "checked_files": self.checked_files,
+            "missing": self.missing,
+            "corrupt": self.corrupt,
+            "orphans": self.orphans,
+            "repaired": self.repaired,
+            "removed": self.removed,
+            "failures": self.failures,
+        }
+
+    # -- files ----------------------------------------------------------------------------------
+    def _check_files(self, state: State, downloader: Optional[Downloader]) -> set[str]:
+        web = self.config.web
+        referenced: set[str] = set()
+        updates: list[tuple[int, str]] = []
+        for f in list(state.all_files()):
+            referenced.add(f.path)
+            self.checked_files += 1
+            target = web / f.path
+            problem = self._file_problem(f, target)
+            if problem == "missing":
+                self.missing.append(f.path)
+            elif problem == "corrupt":
+                self.corrupt.append(f.path)
+            elif problem == "touched":
+                updates.append((target.stat().st_mtime_ns, f.path))
+            if problem in ("missing", "corrupt") and downloader is not None:
+                self._refetch(f, downloader, updates)
+            if f.metadata_sha256:
+                referenced.add(f.path + ".metadata")
+                self._check_metadata(f, downloader)
+        if updates:
+            state.begin()
+            state.db.executemany("UPDATE files SET mtime_ns = ? WHERE path = ?", updates)
+            state.commit()
+        return referenced
+
+    def _file_problem(self, f: MirroredFile, target: Path) -> Optional[str]:
+        try:
+            st = target.stat()
+        except FileNotFoundError:
+            return "missing"
+        if st.st_size != f.size:
+            return "corrupt"
+        if self.full or st.st_mtime_ns != f.mtime_ns:
+            _size, sha = hash_file(target)
+            if sha != f.sha256:
+                return "corrupt"
+            return "touched" if st.st_mtime_ns != f.mtime_ns else None
+        return None
+
+    def _refetch(self, f: MirroredFile, downloader: Downloader, updates: list[tuple[int, str]]) -> None:
+        target = self.config.web / f.path
+        try:
+            target.unlink()
+        except FileNotFoundError:
+            pass
+        try:
+            rel, _size, _sha = downloader.fetch(f.url, f.filename, f.sha256, f.size)
+        except MirrorSyncError as exc:
+            self.failures.append({"project": f.project, "file": f.filename, "error": str(exc)})
+            return
+        if rel != f.path:  # cannot happen for a file fetched by its sha256; never publish a mismatch
+            self.failures.append({"project": f.project, "file": f.filename, "error": "re-fetched file landed elsewhere"})
+            return
+        updates.append((target.stat().st_mtime_ns, f.path))
+        self.repaired += 1
+
+    def _check_metadata(self, f: MirroredFile, downloader: Optional[Downloader]) -> None:
+        path = self.config.web / (f.path + ".metadata")
+        try:
+            data = path.read_bytes()
+            if hashlib.sha256(data).hexdigest() == f.metadata_sha256:
+                return
+            self.corrupt.append(f.path + ".metadata")
+        except FileNotFoundError:
+            self.missing.append(f.path + ".metadata")
+        if downloader is None:
+            return
+        try:
+            data = downloader.fetch_bytes(f.url + ".metadata", f"metadata of {f.filename}", f.metadata_sha256)
+        except MirrorSyncError:
+            from .metadata import wheel_metadata  # the wheel's own METADATA was what we published
+
+            data = wheel_metadata(self.config.web / f.path) or b""
+            if hashlib.sha256(data).hexdigest() != f.metadata_sha256:
+                self.failures.append({"project": f.project, "file": f.filename + ".metadata", "error": "cannot restore metadata"})
+                return
+        write_atomic(path, data, self.config.fsync)
+        self.repaired += 1
+
+    # -- pages ----------------------------------------------------------------------------------
+    def _check_pages(self, state: State) -> None:
+        simple = self.config.simple_dir
+        for row in list(state.projects()):
+            directory = simple / row.name
+            self.checked_pages += 1
+            expected = {"index.html": row.html_sha256, "index.v1_html": row.html_sha256, "index.v1_json": row.json_sha256}
+            bad = []
+            for name in PAGE_NAMES:
+                p = directory / name
+                try:
+                    if hashlib.sha256(p.read_bytes()).hexdigest() != expected[name]:
+                        bad.append((p, "corrupt"))
+                except FileNotFoundError:
+                    bad.append((p, "missing"))
+            for p, kind in bad:
+                rel = str(p.relative_to(self.config.web))
+                (self.missing if kind == "missing" else self.corrupt).append(rel)
+            if bad and self.repair:
+                self._rewrite_pages(state, row)
+
+    def _rewrite_pages(self, state: State, row: ProjectRow) -> None:
+        import json
+
+        files = state.files_of(row.name)
+        status = json.loads(row.status) if row.status else None
+        versions = json.loads(row.versions) if row.versions else []
+        html = project_html(row.display, files, status)
+        js = project_json(row.name, row.serial, files, versions, status)
+        directory = self.config.simple_dir / row.name
+        directory.mkdir(parents=True, exist_ok=True)
+        for name, data in (("index.html", html), ("index.v1_html", html), ("index.v1_json", js)):
+            write_atomic(directory / name, data, self.config.fsync)
+        state.begin()
+        state.db.execute(
+            "UPDATE projects SET html_sha256 = ?, json_sha256 = ? WHERE name = ?",
+            (hashlib.sha256(html).hexdigest(), hashlib.sha256(js).hexdigest(), row.name),
+        )
+        state.commit()
+        self.repaired += 1
+
+    def _repair_root(self, state: State) -> None:
+        from .publish import Publisher
+
+        mirror_serial = state.get_meta("mirror_serial")
+        Publisher(state, self.config.web, None, fsync=self.config.fsync).publish_root(
+            int(mirror_serial) if mirror_serial else None
+        )
+
+    # -- orphans --------------------------------------------------------------------------------
+    def _check_orphans(self, referenced: set[str]) -> None:
+        web = self.config.web
+        packages = web / "packages"
+        if not packages.is_dir():
+            return
+        for dirpath, dirnames, filenames in os.walk(packages):
+            for name in filenames:
+                rel = os.path.relpath(os.path.join(dirpath, name), web)
+                if rel not in referenced:
+                    self.orphans.append(rel)
+                    if self.repair:
+                        try:
+                            os.unlink(os.path.join(dirpath, name))
+                            self.removed += 1
+                        except OSError as exc:
+                            self.failures.append({"project": "", "file": rel, "error": f"cannot remove: {exc.strerror}"})
+        if self.repair:
+            for dirpath, dirnames, filenames in os.walk(packages, topdown=False):
+                if dirpath != str(packages) and not os.listdir(dirpath):
+                    try:
+                        os.rmdir(dirpath)
+                    except OSError:
+                        pass
