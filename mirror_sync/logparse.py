@@ -23,6 +23,7 @@ Days are UTC calendar days of ``$time_local`` (its offset applied).
 """
 from __future__ import annotations
 
+import functools
 import re
 from datetime import datetime, timedelta, timezone
 from typing import NamedTuple, Optional
@@ -39,10 +40,8 @@ from packaging.version import InvalidVersion, Version
 
 # remote_addr, remote_user (may be "-" or, rarely, contain spaces), [time_local], "request", status,
 # body_bytes_sent, then anything (referer, user agent, extra fields of main-like formats).
-_LINE_RE = re.compile(
-    r'^\S+ \S+ .+? \[(?P<time>[^\]]+)\] "(?P<request>(?:[^"\\]|\\.)*)" (?P<status>\d{3}) (?:\d+|-)(?:\s.*)?$',
-    re.DOTALL,
-)
+# nginx escapes '"' inside variables as \x22, so the request holds no raw quote.
+_LINE_RE = re.compile(r'\S+ \S+ .+? \[([^\]]+)\] "([^"]*)" (\d{3}) (?:\d+|-)(?: |$)')
 _TIME_RE = re.compile(r"^(\d{2})/([A-Z][a-z]{2})/(\d{4}):(\d{2}):(\d{2}):(\d{2}) ([+-])(\d{2})(\d{2})$")
 _MONTHS = {m: i for i, m in enumerate("Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split(), start=1)}
 _NGINX_ESCAPE_RE = re.compile(r"\\x([0-9A-Fa-f]{2})")
@@ -84,16 +83,18 @@ class LineParser:
         m = _LINE_RE.match(line)
         if m is None:
             raise Malformed("not an access log line")
-        day = self._day(m.group("time"))
-        status = int(m.group("status"))
-        parts = m.group("request").split(" ")
+        stamp, request, status_text = m.groups()
+        day = self._day(stamp)
+        status = int(status_text)
+        parts = request.split(" ")
         # "GET /path HTTP/1.1"; HTTP/0.9 requests have no protocol. Anything else ("-", TLS bytes
         # sent to a plain-text port, ...) is a well-formed log line of a request we do not count.
         if len(parts) not in (2, 3) or parts[0] != "GET":
             return None
         if len(parts) == 3 and not parts[2].startswith("HTTP/"):
             return None
-        return classify(day, status, parts[1])
+        what = _classify(status, parts[1])
+        return None if what is None else Hit(day, *what)
 
     def _day(self, stamp: str) -> str:
         # cache per minute: "24/Nov/2026:13:05" + " +0100"
@@ -127,7 +128,16 @@ def _utc_day(stamp: str) -> str:
 
 
 def classify(day: str, status: int, target: str) -> Optional[Hit]:
-    """Classify a GET of ``target`` answered with ``status``."""
+    """Classify a GET of ``target`` answered with ``status`` on ``day``."""
+    what = _classify(status, target)
+    return None if what is None else Hit(day, *what)
+
+
+_What = tuple[str, Optional[str], Optional[str], Optional[str]]  # kind, project, version, filename
+
+
+@functools.lru_cache(maxsize=65536)  # popular files and pages are requested over and over
+def _classify(status: int, target: str) -> Optional[_What]:
     path = target.split("?", 1)[0].split("#", 1)[0]
     if "\\x" in path:  # nginx escapes bytes outside printable ASCII as \xHH
         raw = _NGINX_ESCAPE_RE.sub(lambda mm: chr(int(mm.group(1), 16)), path)
@@ -136,11 +146,11 @@ def classify(day: str, status: int, target: str) -> Optional[Hit]:
     segs = [s for s in path.split("/") if s]
     filename = _package_filename(segs)
     if filename is not None:
-        return _file_hit(day, status, filename)
+        return _file_hit(status, filename)
     if status in (200, 304):
         page = _page_project(segs)
         if page is not None:
-            return Hit(day, "page", page or None)
+            return ("page", page or None, None, None)
     return None
 
 
@@ -177,7 +187,7 @@ def _page_project(segs: list[str]) -> Optional[str]:
     return None
 
 
-def _file_hit(day: str, status: int, filename: str) -> Optional[Hit]:
+def _file_hit(status: int, filename: str) -> Optional[_What]:
     if filename.endswith(_METADATA_SUFFIX) and len(filename) > len(_METADATA_SUFFIX):
         kind = {200: "metadata"}.get(status)
         dist = filename[: -len(_METADATA_SUFFIX)]
@@ -188,10 +198,11 @@ def _file_hit(day: str, status: int, filename: str) -> Optional[Hit]:
         return None
     parsed = parse_filename(dist)
     if parsed is None:
-        return Hit(day, kind, None, None, filename)
-    return Hit(day, kind, parsed[0], parsed[1], dist)
+        return (kind, None, None, filename)
+    return (kind, parsed[0], parsed[1], dist)
 
 
+@functools.lru_cache(maxsize=65536)  # a log names the same files over and over
 def parse_filename(filename: str) -> Optional[tuple[str, str]]:
     """(canonical project name, normalized version) of a distribution filename, None if unparsable."""
     name: Optional[str] = None

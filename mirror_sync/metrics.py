@@ -6,7 +6,8 @@ the file is read back and merged, so a ``stats`` run keeps the last ``sync`` and
 (samples labelled ``command="..."`` belong to that command; the mirror's state — serials, lag,
 projects, files, bytes — is replaced whenever a run knows it). A failed run updates everything but
 ``mirror_sync_last_success_timestamp_seconds``, which keeps the time of the last good run (the value
-to alert on). A ``--dry-run`` changes nothing and is not recorded.
+to alert on). A ``--dry-run`` changes nothing and is not recorded; ``status`` only refreshes the
+mirror-state gauges.
 
 The file is written to a temporary name in the same directory (which the collector ignores: it does
 not end in ``.prom``), fsynced and renamed over the old one, under an flock of the directory so two
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import math
 import os
 import re
@@ -24,7 +26,12 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator, Optional, Union
+from typing import TYPE_CHECKING, Any, Iterator, Optional, Union
+
+if TYPE_CHECKING:
+    from .config import Config
+
+log = logging.getLogger(__name__)
 
 FILENAME = "mirror_sync.prom"
 STATE = "state"  # owner of the mirror-state families
@@ -81,6 +88,33 @@ _SAMPLE_RE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?[ \t]+(\S+)(?:
 _LABEL_RE = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"\s*(?:,|$)')
 
 
+def textfile_directory(config: "Config") -> Optional[Path]:
+    """``metrics.textfile_directory`` (relative to the configuration file's directory), or None."""
+    raw = config.metrics.textfile_directory
+    if not raw:
+        return None
+    path = Path(os.path.expanduser(raw))
+    return path if path.is_absolute() else config.path.parent / path
+
+
+def record_run(
+    config: "Config", command: str, summary: dict[str, Any], status: Optional[dict[str, Any]] = None
+) -> Optional[Path]:
+    """What the CLI calls after sync/verify/stats: write the textfile if one is configured.
+
+    Failing to write metrics never fails the run; it is logged (stale metrics are what the
+    ``mirror_sync_last_success_timestamp_seconds`` alert catches).
+    """
+    directory = textfile_directory(config)
+    if directory is None:
+        return None
+    try:
+        return write_textfile(directory, command, summary, status)
+    except OSError as exc:
+        log.warning("event=metrics_failed directory=%s error=%r", directory, exc.strerror or str(exc))
+        return None
+
+
 def write_textfile(
     directory: Path,
     command: str,
@@ -100,8 +134,12 @@ def write_textfile(
         return path
     directory.mkdir(parents=True, exist_ok=True)
     when = _finished(summary, time.time() if now is None else now)
-    new = _run_samples(command, summary, when)
-    state = _state_samples(command, summary, status)
+    if command == "status":  # not a run: `status` only refreshes the mirror's state
+        new: dict[tuple[str, Labels], Number] = {}
+        state = _state_samples(command, summary, status if status is not None else summary)
+    else:
+        new = _run_samples(command, summary, when)
+        state = _state_samples(command, summary, status)
     replaced = {command} | ({STATE} if state else set())
     new.update(state)
     with _directory_lock(directory):
@@ -300,7 +338,8 @@ def read_textfile(path: Path) -> dict[tuple[str, Labels], Number]:
 
 
 def _parse_labels(text: str) -> Optional[Labels]:
-    pos, out = 0, []
+    pos = 0
+    out: list[tuple[str, str]] = []
     for _ in range(len(text) + 1):  # bounded: every match consumes at least one character
         if pos >= len(text.rstrip()):
             return tuple(sorted(out))

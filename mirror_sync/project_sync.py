@@ -156,10 +156,14 @@ class ProjectSyncer:
     def _metadata(self, f: UpstreamFile, path: str) -> tuple[Optional[str], Optional[int], Optional[list[str]]]:
         """Put <file>.metadata beside the file: upstream's when advertised, else a wheel's own METADATA."""
         data: Optional[bytes] = None
-        if f.metadata:
-            data = self.downloader.fetch_bytes(f.url + ".metadata", f"metadata of {f.filename}", f.metadata_sha256)
-        elif f.filename.endswith(".whl"):
+        if f.filename.endswith(".whl"):
             data = wheel_metadata(self.web / path)
+            if f.metadata and f.metadata_sha256 and (data is None or hashlib.sha256(data).hexdigest() != f.metadata_sha256):
+                data = None  # upstream serves other bytes than the wheel holds: take upstream's
+        if f.metadata and data is None:
+            # PEP 658: the .metadata file is the wheel's METADATA; when the hashes agree the
+            # request is saved, otherwise upstream's document is fetched and checked
+            data = self.downloader.fetch_bytes(f.url + ".metadata", f"metadata of {f.filename}", f.metadata_sha256)
         if data is None:
             return None, None, None
         write_atomic(self.web / (path + ".metadata"), data, self.fsync)

@@ -11,10 +11,13 @@ from typing import Optional
 
 from .fsutil import Flusher, write_atomic
 from .project_sync import ProjectResult
-from .render import root_html, root_json
+from .render import root_html, root_json, serials_map
 from .state import State
 
 log = logging.getLogger(__name__)
+
+# an nginx `map $uri $pypi_last_serial { include <directory>/serials.map; }` body: the X-PyPI-Last-Serial header
+SERIALS_MAP = "serials.map"
 
 
 class Publisher:
@@ -132,6 +135,7 @@ class Publisher:
         write_atomic(self.simple_dir / "index.v1_json", root_json(entries, serial), self.fsync)
         write_atomic(self.simple_dir / "index.html", html, self.fsync)
         write_atomic(self.simple_dir / "index.v1_html", html, self.fsync)
+        write_atomic(self.web.parent / SERIALS_MAP, serials_map(entries, serial), self.fsync)
 
     def collect_garbage(self) -> int:
         """Unlink what the state no longer references (pages first rendered without it)."""

@@ -97,3 +97,14 @@ def root_json(entries: Iterable[tuple[str, str, Optional[int]]], serial: Optiona
         for _canonical, display, s in entries
     ]
     return json.dumps({"meta": meta, "projects": projects}, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def serials_map(entries: Iterable[tuple[str, str, Optional[int]]], serial: Optional[int]) -> bytes:
+    """Body of an nginx `map $uri ...` block: each page's URI to its serial (X-PyPI-Last-Serial)."""
+    lines = []
+    if serial is not None:
+        lines += [f"/simple/ {serial};", f"/simple/index.html {serial};", f"/simple/index.v1_json {serial};"]
+    for canonical, _display, s in entries:
+        if s is not None:
+            lines += [f"/simple/{canonical}/ {s};", f"/simple/{canonical}/index.html {s};", f"/simple/{canonical}/index.v1_json {s};"]
+    return ("\n".join(lines) + "\n").encode("ascii")

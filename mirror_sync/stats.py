@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import bz2
 import contextlib
+import errno
 import fcntl
 import gzip
 import glob
+import io
 import json
 import logging
 import lzma
@@ -39,10 +41,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import IO, Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 from .config import Config
-from .errors import ConfigError, LockedError, MirrorSyncError
+from .errors import ConfigError, FilesystemError, LockedError, MirrorSyncError
 from .logparse import LineParser, Malformed
 
 log = logging.getLogger(__name__)
@@ -53,12 +55,12 @@ MAX_LINE_BYTES = 1024 * 1024  # a longer "line" is not a log line: skipped as ma
 TOP_N = 100  # projects listed in each top list of summary.json
 WINDOWS = (1, 7, 30)  # days of the "last N days" top lists
 
-_COMPRESSED: dict[str, Callable[[IO[bytes]], IO[bytes]]] = {
-    ".gz": lambda raw: gzip.GzipFile(fileobj=raw, mode="rb"),  # type: ignore[dict-item]
-    ".bz2": lambda raw: bz2.BZ2File(raw, "rb"),  # type: ignore[dict-item]
-    ".xz": lambda raw: lzma.LZMAFile(raw, "rb"),  # type: ignore[dict-item]
+_COMPRESSED: dict[str, Callable[[io.BufferedReader], io.BufferedIOBase]] = {
+    ".gz": lambda raw: gzip.GzipFile(fileobj=raw, mode="rb"),
+    ".bz2": lambda raw: bz2.BZ2File(raw, "rb"),
+    ".xz": lambda raw: lzma.LZMAFile(raw, "rb"),
 }
-_DECOMPRESS_ERRORS = (OSError, EOFError, zlib.error, lzma.LZMAError, ValueError)
+_DECOMPRESS_ERRORS = (OSError, EOFError, zlib.error, lzma.LZMAError)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS logs (
@@ -110,9 +112,9 @@ class _Chunk:
 
     lines: int = 0
     malformed: int = 0
-    downloads: Counter = field(default_factory=Counter)  # (day, project, version, filename)
-    project_hits: Counter = field(default_factory=Counter)  # (day, project, kind)
-    daily: Counter = field(default_factory=Counter)  # (day, kind)
+    downloads: Counter[tuple[str, str, str, str]] = field(default_factory=Counter)  # day, project, version, file
+    project_hits: Counter[tuple[str, str, str]] = field(default_factory=Counter)  # day, project, kind
+    daily: Counter[tuple[str, str]] = field(default_factory=Counter)  # day, kind
 
 
 class StatsState:
@@ -278,7 +280,7 @@ def _match(records: list[_LogRecord], head: bytes, st: os.stat_result) -> Option
     return best
 
 
-def _read_head(f: IO[bytes]) -> bytes:
+def _read_head(f: io.BufferedIOBase) -> bytes:
     head = b""
     for _ in range(HEAD_BYTES):  # bounded: every round reads at least one byte or stops
         part = f.read(HEAD_BYTES - len(head))
@@ -290,7 +292,7 @@ def _read_head(f: IO[bytes]) -> bytes:
     return head
 
 
-def _skip(f: IO[bytes], n: int) -> int:
+def _skip(f: io.BufferedIOBase, n: int) -> int:
     """Read and discard ``n`` bytes of a stream that cannot seek cheaply; return how many were skipped."""
     skipped = 0
     while skipped < n:
@@ -322,7 +324,7 @@ def _read_log(
     records: list[_LogRecord],
     path: str,
     st: os.stat_result,
-    f: IO[bytes],
+    f: io.BufferedIOBase,
     compressed: bool,
     parser: LineParser,
     run: _RunCounts,
@@ -358,7 +360,7 @@ def _read_log(
 def _consume(
     state: StatsState,
     rec: _LogRecord,
-    f: IO[bytes],
+    f: io.BufferedIOBase,
     pending: bytes,
     limit: Optional[int],
     parser: LineParser,
@@ -414,7 +416,7 @@ def _count_block(block: bytes, parser: LineParser) -> _Chunk:
         if hit.project is None and hit.kind == "metadata":
             continue
         chunk.daily[(hit.day, hit.kind)] += 1
-        if hit.kind == "download":
+        if hit.kind == "download" and hit.project and hit.version and hit.filename:
             chunk.downloads[(hit.day, hit.project, hit.version, hit.filename)] += 1
         elif hit.kind in ("metadata", "page") and hit.project is not None:
             chunk.project_hits[(hit.day, hit.project, hit.kind)] += 1
@@ -439,15 +441,16 @@ def _add_run(run: _RunCounts, chunk: _Chunk) -> None:
 
 
 def write_json_atomic(path: Path, data: Any, *, indent: Optional[int] = None) -> None:
-    """Write JSON to a temporary file in the same directory, then rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write JSON to a temporary file in the same directory, then rename it over ``path``.
+
+    Readers never see a partial file. There is no fsync: the output is derived data, rebuilt from
+    the state (delete the output directory and run ``stats`` again).
+    """
     fd, tmp = tempfile.mkstemp(dir=str(path.parent), prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             json.dump(data, out, indent=indent, separators=(",", ": ") if indent else (",", ":"))
             out.write("\n")
-            out.flush()
-            os.fsync(out.fileno())
         os.chmod(tmp, 0o644)  # served by nginx: world-readable like the rest of web/
         os.replace(tmp, path)
     except BaseException:
@@ -542,30 +545,52 @@ def run_stats(config: Config, *, today: Optional[date] = None) -> dict[str, Any]
     outdir = output_directory(config)
     config.directory.mkdir(parents=True, exist_ok=True)
     run = _RunCounts(files_seen=len(files))
+    state_path = config.directory / "stats.sqlite"
     with _stats_lock(config.directory / ".stats.lock"):
-        state = StatsState(config.directory / "stats.sqlite")
         try:
-            records = state.logs()
-            parser = LineParser()
-            for path in files:
-                try:
-                    _process_file(state, records, path, parser, run)
-                except EOFError:
-                    # a compressed file still being written (logrotate mid-compression): what could
-                    # be read is counted, the rest is read by the next run
-                    run.incomplete.append(path)
-                    log.info("event=stats_incomplete file=%s", path)
-                except PermissionError as exc:
-                    run.failures.append({"file": path, "error": f"cannot read {path}: {exc.strerror}"})
-                except _DECOMPRESS_ERRORS as exc:
-                    run.failures.append({"file": path, "error": f"cannot read {path}: {exc}"})
+            return _run_locked(config, state_path, files, outdir, run, started, today)
+        except sqlite3.OperationalError as exc:
+            if "full" in str(exc):
+                raise FilesystemError(f"no space left for the statistics state {state_path}") from None
+            raise MirrorSyncError(f"cannot use the statistics state {state_path}: {exc}") from None
+        except sqlite3.Error as exc:
+            raise MirrorSyncError(f"cannot use the statistics state {state_path}: {exc}") from None
+
+
+def _run_locked(
+    config: Config,
+    state_path: Path,
+    files: list[str],
+    outdir: Path,
+    run: _RunCounts,
+    started: float,
+    today: Optional[date],
+) -> dict[str, Any]:
+    state = StatsState(state_path)
+    try:
+        records = state.logs()
+        parser = LineParser()
+        for path in files:
             try:
-                written = _write_outputs(state, outdir, run.projects, today or datetime.now(timezone.utc).date())
-            except OSError as exc:
-                raise MirrorSyncError(f"cannot write statistics to {outdir}: {exc.strerror or exc}") from None
-            totals = state.totals()
-        finally:
-            state.close()
+                _process_file(state, records, path, parser, run)
+            except EOFError:
+                # a compressed file still being written (logrotate mid-compression): what could
+                # be read is counted, the rest is read by the next run
+                run.incomplete.append(path)
+                log.info("event=stats_incomplete file=%s", path)
+            except PermissionError as exc:
+                run.failures.append({"file": path, "error": f"cannot read {path}: {exc.strerror}"})
+            except _DECOMPRESS_ERRORS as exc:
+                run.failures.append({"file": path, "error": f"cannot read {path}: {exc}"})
+        try:
+            written = _write_outputs(state, outdir, run.projects, today or datetime.now(timezone.utc).date())
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise FilesystemError(f"no space left to write statistics to {outdir}") from None
+            raise MirrorSyncError(f"cannot write statistics to {outdir}: {exc.strerror or exc}") from None
+        totals = state.totals()
+    finally:
+        state.close()
     finished = time.time()
     for failure in run.failures:
         log.warning("event=stats_failed file=%s error=%r", failure["file"], failure["error"])

@@ -165,7 +165,8 @@ class Syncer:
         cfg = self.config
         known = state.project_serials() if state is not None else {}
         upstream = Upstream(cfg.upstream, client)
-        downloader = Downloader(client, cfg.web, retries=cfg.retries, fsync=cfg.fsync, max_file_size=cfg.max_file_size)
+        # no fsync per file: the publisher's syncfs makes a whole batch durable before its pages go live
+        downloader = Downloader(client, cfg.web, retries=cfg.retries, fsync=False, max_file_size=cfg.max_file_size)
         with ThreadPoolExecutor(cfg.workers, thread_name_prefix="project") as project_pool, ThreadPoolExecutor(
             cfg.workers, thread_name_prefix="file"
         ) as file_pool:
@@ -176,7 +177,7 @@ class Syncer:
                 cfg.simple_dir,
                 cfg.web,
                 need_requires=self.closure_mode,
-                fsync=cfg.fsync,
+                fsync=False,
                 dry_run=self.dry_run,
                 file_pool=file_pool,
             )

@@ -52,7 +52,9 @@ class Verifier:
                 )
                 referenced = self._check_files(state, downloader)
                 self._check_pages(state)
+                self._check_root(state)
                 self._check_orphans(referenced)
+                self._check_orphan_pages(state)
                 if self.repair:
                     self._repair_root(state)
                 ok = not (self.missing or self.corrupt or self.orphans or self.failures) or (
@@ -209,6 +211,38 @@ class Verifier:
         Publisher(state, self.config.web, None, fsync=self.config.fsync).publish_root(
             int(mirror_serial) if mirror_serial else None
         )
+
+    def _check_root(self, state: State) -> None:
+        import json
+
+        from packaging.utils import canonicalize_name
+
+        expected = {name for name, _display, _serial in state.root_entries()}
+        for page in ("index.v1_json", "index.html"):
+            path = self.config.simple_dir / page
+            if not path.is_file():
+                self.missing.append(f"simple/{page}")
+        try:
+            listed = {canonicalize_name(p["name"]) for p in json.loads((self.config.simple_dir / "index.v1_json").read_bytes())["projects"]}
+        except (OSError, ValueError, KeyError, TypeError):
+            listed = None
+        if listed is not None and listed != expected:
+            self.corrupt.append("simple/index.v1_json")
+        self.checked_pages += 1
+
+    def _check_orphan_pages(self, state: State) -> None:
+        simple = self.config.simple_dir
+        if not simple.is_dir():
+            return
+        known = {name for name, _display, _serial in state.root_entries()}
+        for entry in sorted(simple.iterdir()):
+            if entry.is_dir() and entry.name not in known:
+                self.orphans.append(f"simple/{entry.name}/")
+                if self.repair:
+                    import shutil
+
+                    shutil.rmtree(entry, ignore_errors=True)
+                    self.removed += 1
 
     # -- orphans --------------------------------------------------------------------------------
     def _check_orphans(self, referenced: set[str]) -> None:

@@ -1,0 +1,121 @@
+"""Configuration: every key validated, errors name the key and the file."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mirror_sync.cli import main
+from mirror_sync.config import load_config
+from mirror_sync.errors import ConfigError
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "mirror.yml"
+    path.write_text(text)
+    return path
+
+
+def test_minimal_config_defaults(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, "directory: m\nupstream: http://127.0.0.1:1/simple\n"))
+    assert cfg.directory == (tmp_path / "m").resolve()
+    assert cfg.upstream == "http://127.0.0.1:1/simple/"
+    assert cfg.workers == 8 and cfg.delete is True and cfg.projects is None
+    assert not cfg.filtered
+
+
+@pytest.mark.parametrize(
+    "text, key",
+    [
+        ("directory: m\nworkerz: 3\n", "workerz"),
+        ("directory: m\nworkers: many\n", "workers"),
+        ("directory: m\nworkers: true\n", "workers"),
+        ("directory: m\nworkers: 0\n", "workers"),
+        ("directory: m\ntimeout: -1\n", "timeout"),
+        ("directory: m\nprojects: requests\n", "projects"),
+        ("directory: m\nprojects: ['requests >>> 2']\n", "projects[0]"),
+        ("directory: m\nprojects: [3]\n", "projects[0]"),
+        ("directory: m\nexclude: ['foo @ http://x/y.whl']\n", "exclude[0]"),
+        ("directory: m\nenvironments: [{python: '3.x'}]\n", "environments[0].python"),
+        ("directory: m\nenvironments: [{python: '3.11', platform: beos}]\n", "environments[0].platform"),
+        ("directory: m\nenvironments: [{python: '3.11', colour: red}]\n", "environments[0].colour"),
+        ("directory: m\nenvironments: []\n", "environments"),
+        ("directory: m\nlatest: 0\n", "latest"),
+        ("directory: m\nmax_file_size: lots\n", "max_file_size"),
+        ("directory: m\nmax_delete_ratio: 2\n", "max_delete_ratio"),
+        ("directory: m\nupstream: ftp://example.invalid/\n", "upstream"),
+        ("directory: m\nstatistics: {access_log: /x}\n", "statistics.access_log"),
+        ("directory: m\nmetrics: {textfile_directory: 3}\n", "metrics.textfile_directory"),
+        ("upstream: http://127.0.0.1:1/\n", "directory"),
+        ("directory: m\ndelete: 'yes please'\n", "delete"),
+    ],
+)
+def test_bad_key_is_named(tmp_path: Path, text: str, key: str) -> None:
+    path = write(tmp_path, text + "upstream: http://127.0.0.1:1/simple/\n" if "upstream" not in text else text)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert f"'{key}'" in str(err.value)
+    assert str(path) in str(err.value)
+
+
+def test_sizes_and_environments(tmp_path: Path) -> None:
+    cfg = load_config(
+        write(
+            tmp_path,
+            "directory: m\nupstream: http://127.0.0.1:1/\nmax_file_size: 50M\n"
+            "environments: ['3.12', {python: '3.11', platform: linux, machine: x86_64}]\n",
+        )
+    )
+    assert cfg.max_file_size == 50 * 1024 * 1024
+    assert cfg.environments is not None and cfg.environments[0].python == "3.12"
+    assert cfg.environments[1].platform == "linux"
+    assert cfg.filtered
+
+
+def test_default_upstream_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/pip-env/simple")
+    cfg = load_config(write(tmp_path, "directory: m\n"))
+    assert cfg.upstream == "http://127.0.0.1:9/pip-env/simple/"
+
+
+def test_default_upstream_from_pip_config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PIP_INDEX_URL", raising=False)
+    pip_conf = tmp_path / "pip.conf"
+    pip_conf.write_text("[global]\nindex-url = http://127.0.0.1:9/from-pip-conf/simple/\n")
+    monkeypatch.setenv("PIP_CONFIG_FILE", str(pip_conf))
+    cfg = load_config(write(tmp_path, "directory: m\n"))
+    assert cfg.upstream == "http://127.0.0.1:9/from-pip-conf/simple/"
+
+
+def test_default_upstream_is_pips_builtin_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pip._internal.models.index import PyPI
+
+    monkeypatch.delenv("PIP_INDEX_URL", raising=False)
+    monkeypatch.setenv("PIP_CONFIG_FILE", "/dev/null")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("XDG_CONFIG_DIRS", str(tmp_path / "xdg-dirs"))
+    cfg = load_config(write(tmp_path, "directory: m\n"))
+    assert cfg.upstream == PyPI.simple_url.rstrip("/") + "/"
+
+
+def test_cli_reports_config_error_in_one_sentence(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, "directory: m\nupstream: http://127.0.0.1:1/\nworkerz: 2\n")
+    assert main(["-c", str(path), "sync"]) == 2
+    err = capsys.readouterr().err
+    assert "workerz" in err and "Traceback" not in err
+
+
+def test_cli_json_error_is_one_object(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    assert main(["-c", str(tmp_path / "missing.yml"), "status", "--json"]) == 2
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1
+    doc = json.loads(out[0])
+    assert doc["ok"] is False and "not found" in doc["error"]
+
+
+def test_malformed_yaml(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not valid YAML at line 2"):
+        load_config(write(tmp_path, "directory: m\n  bad: [\n"))
