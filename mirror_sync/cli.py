@@ -142,14 +142,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 def _write_metrics(cfg: Config, command: str, summary: dict[str, Any]) -> None:
     """Prometheus textfile after every run, when configured."""
-    if not cfg.metrics.textfile_directory or summary.get("dry_run"):
-        return
-    try:
-        from .metrics import write_textfile
-        from .status import read_status
-    except ImportError:
-        return
-    try:
-        write_textfile(__import__("pathlib").Path(cfg.metrics.textfile_directory), command, summary, read_status(cfg))
-    except OSError as exc:
-        log.warning("event=metrics-failed error=%r", str(exc))
+    from .metrics import record_run
+    from .status import read_status
+
+    record_run(cfg, command, summary, read_status(cfg))
