@@ -119,12 +119,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     _setup_logging(args.verbose, args.quiet)
     as_json = getattr(args, "json", False)
+    cfg: Optional[Config] = None
     try:
         cfg = load_config(args.config)
         summary = COMMANDS[args.command](cfg, args)
         _write_metrics(cfg, args.command, summary)
     except MirrorSyncError as exc:
         log.error("%s", exc)
+        if cfg is not None and args.command != "status" and not getattr(args, "dry_run", False):
+            failed = {"command": args.command, "ok": False, "error": str(exc), "failures": [{"project": "", "error": str(exc)}]}
+            try:
+                _write_metrics(cfg, args.command, failed)
+            except Exception as metrics_exc:  # metrics never hide the real error
+                log.warning("event=metrics-failed error=%r", str(metrics_exc))
         if as_json:
             print(json.dumps({"command": args.command, "ok": False, "error": str(exc), "exit_code": exc.exit_code}))
         else:

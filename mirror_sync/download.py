@@ -45,11 +45,8 @@ class Downloader:
                 have_size, have_sha = hash_file(target)
                 if have_sha == sha256 and (size is None or have_size == size):
                     return rel, have_size, have_sha
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp_dir = target.parent
-        else:
-            self.incoming.mkdir(parents=True, exist_ok=True)
-            tmp_dir = self.incoming
+        self.incoming.mkdir(parents=True, exist_ok=True)
+        tmp_dir = self.incoming
         got_size, got_sha, tmp = self._stream_with_retries(url, filename, tmp_dir, sha256, size)
         rel = package_path(got_sha, filename)
         target = self.web / rel

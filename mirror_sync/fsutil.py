@@ -8,6 +8,7 @@ import fcntl
 import logging
 import os
 import shutil
+import uuid
 from pathlib import Path
 from typing import IO, Optional
 
@@ -36,17 +37,24 @@ def write_atomic(path: Path, data: bytes, fsync: bool) -> None:
         raise
 
 
-def stage(path: Path, data: bytes) -> Path:
-    """Write a temp file beside `path` to be renamed into place later; returns the temp path."""
-    tmp = path.with_name(f".{path.name}.stage.{os.getpid()}")
+def stage(staging: Path, final: Path, data: bytes) -> Path:
+    """Write `data` to a temp file in `staging` (same file system as `final`), to be renamed into
+    place later; returns the temp path. An interrupted run's leftovers are cleared at the next start."""
+    tmp = staging / f"{final.parent.name}.{final.name}.{uuid.uuid4().hex[:12]}"
     try:
         with open(tmp, "wb") as fh:
             fh.write(data)
     except OSError as exc:
         _unlink_quiet(tmp)
-        raise_if_full(exc, path)
+        raise_if_full(exc, final)
         raise
     return tmp
+
+
+def clear_dir(directory: Path) -> None:
+    """Empty a scratch directory (left by an interrupted run), creating it if missing."""
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True, exist_ok=True)
 
 
 def raise_if_full(exc: OSError, path: Path) -> None:

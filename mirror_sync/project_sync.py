@@ -24,6 +24,7 @@ from .upstream import Upstream
 log = logging.getLogger(__name__)
 
 PAGE_NAMES = ("index.html", "index.v1_html", "index.v1_json")
+STAGING = ".staging"  # pages wait here (under web/, same file system) until the publisher renames them
 
 
 @dataclass
@@ -75,6 +76,7 @@ class ProjectSyncer:
         self.selector = selector
         self.simple_dir = simple_dir
         self.web = web
+        self.staging = web / STAGING
         self.need_requires = need_requires
         self.fsync = fsync
         self.dry_run = dry_run
@@ -189,7 +191,7 @@ class ProjectSyncer:
         result.json_sha256 = hashlib.sha256(js).hexdigest()
         for name, data in (("index.html", html), ("index.v1_html", html), ("index.v1_json", js)):
             final = directory / name
-            result.staged.append((stage(final, data), final))
+            result.staged.append((stage(self.staging, final, data), final))
 
     def _plan(self, task: ProjectTask, selected: list[UpstreamFile], result: ProjectResult) -> None:
         """Dry run: what would be fetched and deleted. Reads upstream, writes nothing."""

@@ -87,7 +87,7 @@ class Publisher:
                 garbage.extend(p + ".metadata" for p in removed)
                 self.state.save_project(
                     t.canonical,
-                    page.name if page.name else t.display,
+                    t.display,
                     r.serial,
                     t.root_serial if t.root_serial is not None else page.serial,
                     page.fingerprint,

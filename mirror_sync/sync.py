@@ -19,11 +19,11 @@ from .config import Config
 from .download import Downloader
 from .environments import marker_environments
 from .errors import DeleteGuardError, FilesystemError, MirrorSyncError
-from .fsutil import Flusher, MirrorLock, preflight
+from .fsutil import Flusher, MirrorLock, clear_dir, preflight
 from .http import HttpClient
 from .models import MirroredFile, RootIndex
 from .progress import Progress
-from .project_sync import ProjectResult, ProjectSyncer, ProjectTask
+from .project_sync import STAGING, ProjectResult, ProjectSyncer, ProjectTask
 from .publish import Publisher, discard_staged
 from .selection import Selector, Want
 from .state import State
@@ -117,6 +117,8 @@ class Syncer:
     def _run_locked(self, state: State, flusher: Optional[Flusher], started: float) -> dict[str, Any]:
         cfg = self.config
         publisher = Publisher(state, cfg.web, flusher, fsync=cfg.fsync)
+        clear_dir(cfg.web / STAGING)  # what an interrupted run staged or half-downloaded
+        clear_dir(cfg.packages_dir / ".incoming")
         if state.garbage():  # an interrupted run left deletions half done: finish them first
             publisher.publish_root(_int(state.get_meta("mirror_serial")))
             publisher.collect_garbage()

@@ -251,6 +251,8 @@ class Verifier:
         if not packages.is_dir():
             return
         for dirpath, dirnames, filenames in os.walk(packages):
+            if dirpath == str(packages):
+                dirnames[:] = [d for d in dirnames if not d.startswith(".")]  # .incoming: scratch space
             for name in filenames:
                 rel = os.path.relpath(os.path.join(dirpath, name), web)
                 if rel not in referenced:

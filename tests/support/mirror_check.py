@@ -7,6 +7,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urljoin, urlsplit
 
+from packaging.utils import canonicalize_name
+
 
 class _Links(HTMLParser):
     def __init__(self) -> None:
@@ -36,11 +38,17 @@ def check_mirror(directory: Path) -> dict[str, list[str]]:
     sha256 (and .metadata when advertised). Returns {project: [filenames]} from the JSON pages."""
     web = directory / "web"
     simple = web / "simple"
-    root = json.loads((simple / "index.v1_json").read_bytes())
-    listed = {p["name"] for p in root["projects"]}
+    root_page = simple / "index.v1_json"
+    # before the first run finishes there is no root yet: the project pages must still hold
+    listed = {p["name"] for p in json.loads(root_page.read_bytes())["projects"]} if root_page.exists() else set()
     out: dict[str, list[str]] = {}
     for page_dir in sorted(p for p in simple.iterdir() if p.is_dir()):
         name = page_dir.name
+        if not (page_dir / "index.v1_json").exists():
+            # a run was stopped between creating the directory and publishing its pages
+            assert not (page_dir / "index.html").exists() or root_page.exists() is False or name not in listed
+            assert name not in {canonicalize_name(n) for n in listed}, f"root lists {name} without pages"
+            continue
         js = json.loads((page_dir / "index.v1_json").read_bytes())
         assert js["meta"]["api-version"].startswith("1.")
         names = []
@@ -73,12 +81,13 @@ def check_mirror(directory: Path) -> dict[str, list[str]]:
             html_names.append(target.name)
         assert sorted(html_names) == sorted(names), f"{name}: HTML and JSON pages disagree"
         out[name] = names
-    root_names = {n for n in listed}
     # every project the root lists has its pages (names may differ in case from the directory)
-    from packaging.utils import canonicalize_name
-
-    assert {canonicalize_name(n) for n in root_names} <= set(out), "root lists a project without pages"
-    for tmp in web.rglob(".*"):
-        if tmp.name not in (".incoming",) and (".stage." in tmp.name or ".part." in tmp.name or ".tmp." in tmp.name):
-            raise AssertionError(f"temp file left behind: {tmp}")
+    assert {canonicalize_name(n) for n in listed} <= set(out), "root lists a project without pages"
     return out
+
+
+def assert_no_temp_files(directory: Path) -> None:
+    """After a completed run nothing half-written is left anywhere under web/."""
+    web = directory / "web"
+    leftovers = [p for p in web.rglob("*") if p.is_file() and (".staging" in p.parts or ".incoming" in p.parts or ".tmp." in p.name)]
+    assert leftovers == [], f"temp files left behind: {leftovers}"

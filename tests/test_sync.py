@@ -1,0 +1,310 @@
+"""The sync engine against a real HTTP upstream on 127.0.0.1 serving generated wheels and sdists."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.support.index_tree import IndexTree
+from tests.support.mirror_check import check_mirror
+from tests.syncutil import mirrored_files, run_cli, write_config
+
+
+@pytest.fixture
+def mirror_dir(tmp_path: Path) -> Path:
+    return tmp_path / "mirror"
+
+
+def populate(tree: IndexTree) -> None:
+    tree.add_wheel("Alpha", "1.0", requires_dist=["beta>=1"])
+    tree.add_wheel("Alpha", "2.0", requires_dist=["beta>=2", 'gamma; extra == "fast"', 'legacy; python_version < "3.0"'])
+    tree.add_sdist("Alpha", "2.0", requires_dist=["beta>=2"])
+    tree.add_wheel("beta", "1.0")
+    tree.add_wheel("beta", "2.0", requires_python=">=3.8")
+    tree.add_wheel("beta", "3.0rc1")
+    tree.add_wheel("gamma", "0.1")
+    tree.add_wheel("legacy", "1.0")
+    tree.add_wheel("unrelated", "5.0")
+    tree.yank("beta", "beta-1.0-py3-none-any.whl", "broken: use 2.0 <or later> & \"more\"")
+    tree.write()
+
+
+def test_full_sync_publishes_complete_pages(index_tree: IndexTree, upstream, tmp_path: Path, mirror_dir: Path) -> None:
+    populate(index_tree)
+    cfg = write_config(tmp_path / "m.yml", upstream.url, mirror_dir)
+    rc, summary, _ = run_cli(cfg, "sync")
+    assert rc == 0, summary
+    assert summary["ok"] and summary["changed"]
+    assert summary["projects"]["total"] == 5
+    assert summary["files"]["downloaded"] == 9
+    assert summary["upstream_serial"] == index_tree.serial == summary["mirror_serial"]
+    pages = check_mirror(mirror_dir)
+    assert set(pages) == {"alpha", "beta", "gamma", "legacy", "unrelated"}
+
+    simple = mirror_dir / "web" / "simple"
+    root = json.loads((simple / "index.v1_json").read_text())
+    assert root["meta"]["_last-serial"] == index_tree.serial
+    serials = {p["name"]: p["_last-serial"] for p in root["projects"]}
+    assert serials["Alpha"] == index_tree.project_serial("alpha")
+
+    beta = json.loads((simple / "beta" / "index.v1_json").read_text())
+    assert beta["meta"]["api-version"] == "1.1"
+    assert beta["meta"]["_last-serial"] == index_tree.project_serial("beta")
+    assert beta["versions"] == ["1.0", "2.0", "3.0rc1"]
+    by_name = {f["filename"]: f for f in beta["files"]}
+    yanked = by_name["beta-1.0-py3-none-any.whl"]
+    assert yanked["yanked"] == "broken: use 2.0 <or later> & \"more\""
+    assert by_name["beta-2.0-py3-none-any.whl"]["requires-python"] == ">=3.8"
+    upstream_entry = index_tree.file("beta", "beta-2.0-py3-none-any.whl")
+    assert by_name["beta-2.0-py3-none-any.whl"]["upload-time"].startswith(upstream_entry.upload_time.strftime("%Y-%m-%dT%H:%M:%S"))
+    assert by_name["beta-2.0-py3-none-any.whl"]["size"] == upstream_entry.size
+    assert all(f["url"].startswith("../../packages/") for f in beta["files"])
+    assert by_name["beta-2.0-py3-none-any.whl"]["core-metadata"]["sha256"] == upstream_entry.metadata_sha256
+
+    html = (simple / "beta" / "index.html").read_text()
+    assert 'data-yanked="broken: use 2.0 &lt;or later&gt; &amp; &quot;more&quot;"' in html
+    assert 'data-requires-python="&gt;=3.8"' in html
+    assert '<meta name="pypi:repository-version" content="1.1">' in html
+
+    # the sdist has no upstream metadata: none is advertised, and none is on disk
+    alpha = json.loads((simple / "alpha" / "index.v1_json").read_text())
+    sdist = [f for f in alpha["files"] if f["filename"].endswith(".tar.gz")][0]
+    assert sdist["core-metadata"] is False
+
+    rc, verify, _ = run_cli(cfg, "verify", "--full")
+    assert rc == 0 and verify["ok"] and verify["checked_files"] == 9
+
+
+def test_noop_sync_is_one_root_request(index_tree: IndexTree, upstream, tmp_path: Path, mirror_dir: Path) -> None:
+    populate(index_tree)
+    cfg = write_config(tmp_path / "m.yml", upstream.url, mirror_dir)
+    assert run_cli(cfg, "sync")[0] == 0
+    before = len(upstream.requests())
+    rc, summary, _ = run_cli(cfg, "sync")
+    assert rc == 0 and not summary["changed"]
+    assert summary["projects"]["synced"] == 0 and summary["files"]["downloaded"] == 0
+    new = upstream.requests()[before:]
+    assert [r.path for r in new] == ["/simple/"]
+
+
+def test_incremental_changes_reach_the_mirror(index_tree: IndexTree, upstream, tmp_path: Path, mirror_dir: Path) -> None:
+    populate(index_tree)
+    cfg = write_config(tmp_path / "m.yml", upstream.url, mirror_dir)
+    assert run_cli(cfg, "sync")[0] == 0
+    old_path = next(p for p in (mirror_dir / "web" / "packages").rglob("gamma-0.1-py3-none-any.whl"))
+    index_tree.add_wheel("gamma", "0.2")
+    index_tree.delete_file("gamma", "gamma-0.1-py3-none-any.whl")
+    index_tree.yank("unrelated", "unrelated-5.0-py3-none-any.whl", "oops")
+    index_tree.write()
+    before = len(upstream.requests())
+    rc, summary, _ = run_cli(cfg, "sync")
+    assert rc == 0, summary
+    assert summary["projects"]["synced"] == 2
+    assert summary["files"]["downloaded"] == 1 and summary["files"]["deleted"] == 1
+    paths = sorted(r.path for r in upstream.requests()[before:])
+    assert "/simple/gamma/" in paths and "/simple/unrelated/" in paths and "/simple/alpha/" not in paths
+    assert not old_path.exists() and not old_path.with_name(old_path.name + ".metadata").exists()
+    pages = check_mirror(mirror_dir)
+    assert pages["gamma"] == ["gamma-0.2-py3-none-any.whl"]
+    unrelated = json.loads((mirror_dir / "web/simple/unrelated/index.v1_json").read_text())
+    assert unrelated["files"][0]["yanked"] == "oops"
+    assert run_cli(cfg, "verify", "--full")[1]["ok"]
+
+
+def test_deleted_projects_go_and_the_guard_stops_a_wipe(index_tree: IndexTree, upstream, tmp_path: Path, mirror_dir: Path) -> None:
+    for i in range(10):
+        index_tree.add_wheel(f"proj{i}", "1.0")
+    index_tree.write()
+    cfg = write_config(tmp_path / "m.yml", upstream.url, mirror_dir, max_delete_ratio=0.2)
+    assert run_cli(cfg, "sync")[0] == 0
+    index_tree.delete_project("proj3")
+    index_tree.write()
+    rc, summary, _ = run_cli(cfg, "sync")
+    assert rc == 0 and summary["projects"]["deleted"] == 1
+    assert not (mirror_dir / "web/simple/proj3").exists()
+    assert "proj3-1.0-py3-none-any.whl" not in mirrored_files(mirror_dir)
+    root = json.loads((mirror_dir / "web/simple/index.v1_json").read_text())
+    assert "proj3" not in {p["name"] for p in root["projects"]}
+
+    # an upstream outage serving an empty root must not wipe the mirror
+    for i in (0, 1, 2, 4, 5, 6, 7, 8, 9):
+        index_tree.delete_project(f"proj{i}")
+    index_tree.write()
+    rc, summary, stderr = run_cli(cfg, "sync")
+    assert rc == 4, summary
+    assert "refusing" in summary["error"]
+    assert len(check_mirror(mirror_dir)) == 9
+    rc, summary, _ = run_cli(cfg, "sync", "--allow-mass-delete")
+    assert rc == 0 and summary["projects"]["deleted"] == 9
+    assert check_mirror(mirror_dir) == {}
+    assert mirrored_files(mirror_dir) == set()
+
+
+def test_no_delete_keeps_what_upstream_removed(index_tree: IndexTree, upstream, tmp_path: Path, mirror_dir: Path) -> None:
+    populate(index_tree)
+    cfg = write_config(tmp_path / "m.yml", upstream.url, mirror_dir, delete=False)
+    assert run_cli(cfg, "sync")[0] == 0
+    index_tree.delete_project("unrelated")
+    index_tree.write()
+    rc, summary, _ = run_cli(cfg, "sync")
+    assert rc == 0 and summary["projects"]["deleted"] == 0
+    assert "unrelated" in check_mirror(mirror_dir)
+
+
+def test_allowlist_follows_dependency_closure(index_tree: IndexTree, upstream, tmp_path: Path, mirror_dir: Path) -> None:
+    populate(index_tree)
+    cfg = write_config(tmp_path / "m.yml", upstream.url, mirror_dir, projects=["alpha[fast]>=2"])
+    rc, summary, _ = run_cli(cfg, "sync")
+    assert rc == 0, summary
+    pages = check_mirror(mirror_dir)
+    # alpha>=2 only; its deps beta>=2 (3.0rc1 too: prereleases are on) and the extra's gamma;
+    # legacy's marker is false for every Python 3; unrelated is not asked for
+    assert set(pages) == {"alpha", "beta", "gamma"}
+    assert pages["alpha"] == ["alpha-2.0-py3-none-any.whl", "alpha-2.0.tar.gz"]
+    assert pages["beta"] == ["beta-2.0-py3-none-any.whl", "beta-3.0rc1-py3-none-any.whl"]
+    root = json.loads((mirror_dir / "web/simple/index.v1_json").read_text())
+    assert {p["name"] for p in root["projects"]} == {"Alpha", "beta", "gamma"}
+
+    # a no-op run keeps the closure from the state and asks upstream for the root only
+    before = len(upstream.requests())
+    rc, summary, _ = run_cli(cfg, "sync")
+    assert rc == 0 and not summary["changed"]
+    assert [r.path for r in upstream.requests()[before:]] == ["/simple/"]
+
+    # dropping the extra from the allowlist prunes gamma
+    write_config(tmp_path / "m.yml", upstream.url, mirror_dir, projects=["alpha>=2"], max_delete_ratio=0.5)
+    rc, summary, _ = run_cli(cfg, "sync")
+    assert rc == 0, summary
+    assert set(check_mirror(mirror_dir)) == {"alpha", "beta"}
+
+
+def test_closure_reads_requirements_from_sdists_without_metadata(index_tree: IndexTree, upstream, tmp_path: Path, mirror_dir: Path) -> None:
+    index_tree.add_sdist("top", "1.0", requires_dist=["middle"])
+    index_tree.add_wheel("middle", "1.0", requires_dist=["bottom"], with_metadata=False)
+    index_tree.add_wheel("bottom", "1.0")
+    index_tree.add_wheel("other", "1.0")
+    index_tree.write()
+    cfg = write_config(tmp_path / "m.yml", upstream.url, mirror_dir, projects=["top"])
+    rc, summary, _ = run_cli(cfg, "sync")
+    assert rc == 0, summary
+    pages = check_mirror(mirror_dir)
+    assert set(pages) == {"top", "middle", "bottom"}
+    # the wheel had no upstream .metadata: the mirror serves the wheel's own METADATA (PEP 658)
+    middle = json.loads((mirror_dir / "web/simple/middle/index.v1_json").read_text())
+    assert middle["files"][0]["core-metadata"]
+
+
+def test_filters_environments_prereleases_latest_size(index_tree: IndexTree, upstream, tmp_path: Path, mirror_dir: Path) -> None:
+    for version in ("1.0", "1.1", "1.2", "2.0b1"):
+        index_tree.add_wheel("lib", version)
+    index_tree.add_wheel("native", "1.0", tag="cp311-cp311-manylinux_2_17_x86_64")
+    index_tree.add_wheel("native", "1.0", tag="cp311-cp311-win_amd64")
+    index_tree.add_wheel("native", "1.0", tag="cp312-cp312-manylinux_2_17_x86_64")
+    index_tree.add_wheel("native", "1.0", tag="cp38-abi3-manylinux_2_17_aarch64")
+    index_tree.add_sdist("native", "1.0")
+    index_tree.add_file("huge", "huge-1.0-py3-none-any.whl", b"x" * 5000)
+    index_tree.add_wheel("huge", "0.9")
+    index_tree.add_wheel("blocked", "1.0")
+    index_tree.write()
+    cfg = write_config(
+        tmp_path / "m.yml",
+        upstream.url,
+        mirror_dir,
+        environments=[{"python": "3.11", "platform": "linux", "machine": "x86_64"}],
+        prereleases=False,
+        latest=2,
+        max_file_size=4000,
+        exclude=["blocked", "lib==1.2"],
+    )
+    rc, summary, _ = run_cli(cfg, "sync")
+    assert rc == 0, summary
+    pages = check_mirror(mirror_dir)
+    assert "blocked" not in pages
+    assert pages["lib"] == ["lib-1.0-py3-none-any.whl", "lib-1.1-py3-none-any.whl"]
+    assert pages["native"] == ["native-1.0-cp311-cp311-manylinux_2_17_x86_64.whl", "native-1.0.tar.gz"]
+    assert pages["huge"] == ["huge-0.9-py3-none-any.whl"]
+    lib = json.loads((mirror_dir / "web/simple/lib/index.v1_json").read_text())
+    assert lib["versions"] == ["1.0", "1.1"]
+
+
+def test_html_only_upstream(index_tree: IndexTree, tmp_path: Path, mirror_dir: Path) -> None:
+    from tests.support.upstream_server import UpstreamServer
+
+    populate(index_tree)
+    with UpstreamServer(index_tree.root, html_only=True) as server:
+        cfg = write_config(tmp_path / "m.yml", server.url, mirror_dir)
+        rc, summary, _ = run_cli(cfg, "sync")
+        assert rc == 0, summary
+        pages = check_mirror(mirror_dir)
+        assert len(pages) == 5
+        beta = json.loads((mirror_dir / "web/simple/beta/index.v1_json").read_text())
+        yanked = [f for f in beta["files"] if f["filename"] == "beta-1.0-py3-none-any.whl"][0]
+        assert yanked["yanked"] == "broken: use 2.0 <or later> & \"more\""
+        # without serials every page is read again, but nothing is rewritten or fetched
+        rc, summary, _ = run_cli(cfg, "sync")
+        assert rc == 0 and summary["files"]["downloaded"] == 0 and not summary["changed"]
+        index_tree.add_wheel("gamma", "0.3")
+        index_tree.write()
+        rc, summary, _ = run_cli(cfg, "sync")
+        assert rc == 0 and summary["files"]["downloaded"] == 1
+        assert "gamma-0.3-py3-none-any.whl" in check_mirror(mirror_dir)["gamma"]
+
+
+def test_mirror_of_a_mirror(index_tree: IndexTree, upstream, tmp_path: Path) -> None:
+    """A second mirror-sync uses the first mirror as its upstream, incrementally by serial."""
+    from tests.support.upstream_server import UpstreamServer
+
+    populate(index_tree)
+    primary = tmp_path / "primary"
+    cfg1 = write_config(tmp_path / "p.yml", upstream.url, primary)
+    assert run_cli(cfg1, "sync")[0] == 0
+    with UpstreamServer(primary / "web") as served:
+        downstream = tmp_path / "downstream"
+        cfg2 = write_config(tmp_path / "d.yml", served.url, downstream)
+        rc, summary, _ = run_cli(cfg2, "sync")
+        assert rc == 0, summary
+        assert check_mirror(downstream) == check_mirror(primary)
+        index_tree.add_wheel("gamma", "0.2")
+        index_tree.write()
+        assert run_cli(cfg1, "sync")[0] == 0
+        before = len(served.requests())
+        rc, summary, _ = run_cli(cfg2, "sync")
+        assert rc == 0 and summary["projects"]["synced"] == 1 and summary["files"]["downloaded"] == 1
+        paths = [r.path for r in served.requests()[before:]]
+        assert "/simple/alpha/" not in paths
+        assert check_mirror(downstream) == check_mirror(primary)
+
+
+def test_status_reports_serials_and_size(index_tree: IndexTree, upstream, tmp_path: Path, mirror_dir: Path) -> None:
+    populate(index_tree)
+    cfg = write_config(tmp_path / "m.yml", upstream.url, mirror_dir)
+    rc, status, _ = run_cli(cfg, "status")
+    assert rc == 0 and status["initialized"] is False
+    assert run_cli(cfg, "sync")[0] == 0
+    rc, status, _ = run_cli(cfg, "status")
+    assert rc == 0
+    assert status["upstream_serial"] == status["mirror_serial"] == index_tree.serial
+    assert status["lag_serials"] == 0 and status["projects"] == 5 and status["files"] == 9
+    assert status["bytes"] == sum(f.size for p in index_tree.projects() for f in index_tree.files(p))
+    assert status["last_result"] == "ok" and status["last_success"]
+
+
+def test_dry_run_plans_and_writes_nothing(index_tree: IndexTree, upstream, tmp_path: Path, mirror_dir: Path) -> None:
+    populate(index_tree)
+    cfg = write_config(tmp_path / "m.yml", upstream.url, mirror_dir)
+    rc, summary, _ = run_cli(cfg, "sync", "--dry-run")
+    assert rc == 0 and summary["dry_run"] and summary["changed"]
+    assert len(summary["plan"]["fetch"]) == 9
+    assert summary["plan"]["fetch_bytes"] == sum(f.size for p in index_tree.projects() for f in index_tree.files(p))
+    assert not mirror_dir.exists()
+    assert run_cli(cfg, "sync")[0] == 0
+    index_tree.delete_file("gamma", "gamma-0.1-py3-none-any.whl")
+    index_tree.add_wheel("gamma", "0.2")
+    index_tree.write()
+    snapshot = sorted(str(p) for p in mirror_dir.rglob("*") if "state.sqlite" not in p.name)
+    rc, summary, _ = run_cli(cfg, "sync", "--dry-run")
+    assert rc == 0
+    assert [p["filename"] for p in summary["plan"]["fetch"]] == ["gamma-0.2-py3-none-any.whl"]
+    assert len(summary["plan"]["delete"]) == 1
+    assert sorted(str(p) for p in mirror_dir.rglob("*") if "state.sqlite" not in p.name) == snapshot
