@@ -22,6 +22,7 @@ from .upstream import _short
 log = logging.getLogger(__name__)
 
 CHUNK = 256 * 1024
+SMALL_FILE = 1024 * 1024  # read in one piece up to this size
 HARD_SIZE_CAP = 64 * 1024**3  # no single file is bigger than this; a stream that is, is hostile
 
 
@@ -105,15 +106,18 @@ class Downloader:
 
     def _stream(self, url: str, filename: str, tmp_dir: Path, sha256: Optional[str], size: Optional[int]) -> tuple[int, str, Path]:
         cap = size if size is not None else (self.max_file_size or HARD_SIZE_CAP)
-        tmp = tmp_dir / f".{filename}.part.{uuid.uuid4().hex[:12]}"
+        tmp = tmp_dir / f"{filename}.{uuid.uuid4().hex[:12]}"
+        small = size is not None and size <= SMALL_FILE
         digest = hashlib.sha256()
         written = 0
         try:
-            with self.client.get(url, stream=True) as response:
+            with self.client.get(url, stream=not small) as response:
                 if response.status_code >= 400:
                     raise UpstreamError(f"file {filename}: upstream answered HTTP {response.status_code}")
                 with open(tmp, "wb") as fh:
-                    for chunk in response.iter_content(CHUNK):
+                    # small files (most wheels) in one read; large ones streamed, never held in memory
+                    chunks = (response.content,) if small else response.iter_content(CHUNK)
+                    for chunk in chunks:
                         written += len(chunk)
                         if written > cap:
                             raise IntegrityError(f"file {filename}: more bytes than the {cap} upstream advertises")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -189,9 +190,14 @@ class ProjectSyncer:
         js = project_json(page.canonical, result.serial, result.files, result.versions, page.status)
         result.html_sha256 = hashlib.sha256(html).hexdigest()
         result.json_sha256 = hashlib.sha256(js).hexdigest()
-        for name, data in (("index.html", html), ("index.v1_html", html), ("index.v1_json", js)):
-            final = directory / name
-            result.staged.append((stage(self.staging, final, data), final))
+        html_tmp = stage(self.staging, directory / "index.html", html)
+        v1_html_tmp = html_tmp.with_name(html_tmp.name + ".v1")
+        os.link(html_tmp, v1_html_tmp)  # index.v1_html: the same bytes, no second write
+        result.staged = [
+            (html_tmp, directory / "index.html"),
+            (v1_html_tmp, directory / "index.v1_html"),
+            (stage(self.staging, directory / "index.v1_json", js), directory / "index.v1_json"),
+        ]
 
     def _plan(self, task: ProjectTask, selected: list[UpstreamFile], result: ProjectResult) -> None:
         """Dry run: what would be fetched and deleted. Reads upstream, writes nothing."""

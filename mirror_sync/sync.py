@@ -7,9 +7,10 @@ import json
 import logging
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from itertools import islice
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
@@ -25,6 +26,7 @@ from .models import MirroredFile, RootIndex
 from .progress import Progress
 from .project_sync import STAGING, ProjectResult, ProjectSyncer, ProjectTask
 from .publish import Publisher, discard_staged
+from .runners import choose_runner
 from .selection import Selector, Want
 from .state import State
 from .upstream import Upstream
@@ -103,7 +105,7 @@ class Syncer:
         client = HttpClient(cfg.workers, cfg.timeout, cfg.retries)
         try:
             root = Upstream(cfg.upstream, client).root()
-            projects = self._sync_projects(state, None, root, client)
+            projects = self._sync_projects(state, None, root)
             deleted = self._deletions(state, root, projects)
             for name in deleted:
                 for f in state.files_of(name) if state else []:
@@ -129,7 +131,7 @@ class Syncer:
         deleted: list[str] = []
         try:
             root = Upstream(cfg.upstream, client).root()
-            projects = self._sync_projects(state, publisher, root, client)
+            projects = self._sync_projects(state, publisher, root)
             deleted = self._deletions(state, root, projects)
             publisher.delete_projects(deleted)
             self.stats.deleted_projects = len(deleted)
@@ -162,33 +164,42 @@ class Syncer:
             client.close()
 
     # -- which projects -----------------------------------------------------------------------
-    def _sync_projects(self, state: Optional[State], publisher: Optional[Publisher], root: RootIndex, client: HttpClient) -> set[str]:
+    def _sync_projects(self, state: Optional[State], publisher: Optional[Publisher], root: RootIndex) -> set[str]:
         """Sync what changed; returns the set of projects the mirror should hold."""
         cfg = self.config
         known = state.project_serials() if state is not None else {}
-        upstream = Upstream(cfg.upstream, client)
-        # no fsync per file: the publisher's syncfs makes a whole batch durable before its pages go live
-        downloader = Downloader(client, cfg.web, retries=cfg.retries, fsync=False, max_file_size=cfg.max_file_size)
-        with ThreadPoolExecutor(cfg.workers, thread_name_prefix="project") as project_pool, ThreadPoolExecutor(
-            cfg.workers, thread_name_prefix="file"
-        ) as file_pool:
-            syncer = ProjectSyncer(
-                upstream,
+        runner = _Runner(self, state, publisher, root, known, self._syncer_factory())
+        if cfg.projects is None:
+            wanted = {c for c in root.projects if not self.selector.project_excluded(c)}
+            runner.run_wave({c: None for c in sorted(wanted)})
+            return wanted
+        return runner.run_closure(cfg.projects)
+
+    def _syncer_factory(self) -> Callable[[Optional[ThreadPoolExecutor]], ProjectSyncer]:
+        """Builds a ProjectSyncer with its own HTTP client: in this process, or in a worker process."""
+        cfg = self.config
+        threads = cfg.workers
+        selector = self.selector
+        closure_mode = self.closure_mode
+        dry_run = self.dry_run
+
+        def make(file_pool: Optional[ThreadPoolExecutor]) -> ProjectSyncer:
+            client = HttpClient(threads, cfg.timeout, cfg.retries)
+            # no fsync per file: the publisher's syncfs makes a whole batch durable before its pages go live
+            downloader = Downloader(client, cfg.web, retries=cfg.retries, fsync=False, max_file_size=cfg.max_file_size)
+            return ProjectSyncer(
+                Upstream(cfg.upstream, client),
                 downloader,
-                self.selector,
+                selector,
                 cfg.simple_dir,
                 cfg.web,
-                need_requires=self.closure_mode,
+                need_requires=closure_mode,
                 fsync=False,
-                dry_run=self.dry_run,
+                dry_run=dry_run,
                 file_pool=file_pool,
             )
-            runner = _Runner(self, state, publisher, root, known, syncer, project_pool)
-            if cfg.projects is None:
-                wanted = {c for c in root.projects if not self.selector.project_excluded(c)}
-                runner.run_wave({c: None for c in sorted(wanted)})
-                return wanted
-            return runner.run_closure(cfg.projects)
+
+        return make
 
     def _deletions(self, state: Optional[State], root: RootIndex, wanted: set[str]) -> list[str]:
         if state is None:
@@ -262,16 +273,14 @@ class _Runner:
         publisher: Optional[Publisher],
         root: RootIndex,
         known: dict[str, tuple[Optional[int], Optional[str], Optional[str]]],
-        syncer: ProjectSyncer,
-        pool: ThreadPoolExecutor,
+        make_syncer: Callable[[Optional[ThreadPoolExecutor]], ProjectSyncer],
     ) -> None:
         self.sync = sync
         self.state = state
         self.publisher = publisher
         self.root = root
         self.known = known
-        self.syncer = syncer
-        self.pool = pool
+        self.make_syncer = make_syncer
         self.local_serial = _int(state.get_meta("local_serial")) if state is not None else None
         self.last_root_publish = time.monotonic()
 
@@ -314,46 +323,50 @@ class _Runner:
         pending: set[Future[ProjectResult]] = set()
         tasks = iter(todo)
         owner: dict[Future[ProjectResult], ProjectTask] = {}
+        runner = choose_runner(self.make_syncer, self.sync.config.workers, len(todo))
 
         def submit_more() -> None:
-            while len(pending) < self.sync.config.workers * 4:
-                task = next(tasks, None)
-                if task is None:
+            while len(pending) < runner.in_flight:
+                batch = list(islice(tasks, runner.batch_size))
+                if not batch:
                     return
-                fut = self.pool.submit(self.syncer.run, task)
-                owner[fut] = task
-                pending.add(fut)
+                for task, fut in zip(batch, runner.submit_many(batch)):
+                    owner[fut] = task
+                    pending.add(fut)
 
-        submit_more()
-        while pending:
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in done:
-                pending.discard(fut)
-                task = owner.pop(fut)
-                try:
-                    result = fut.result()
-                except FilesystemError as exc:
-                    fatal = fatal or exc
-                    progress.step(failed=True)
-                    continue
-                except MirrorSyncError as exc:
-                    self._fail(task.canonical, str(exc))
-                    progress.step(failed=True)
-                    continue
-                except Exception as exc:  # a bug or an unexpected library error: one project, not the run
-                    log.exception("event=project-error project=%s", task.canonical)
-                    self._fail(task.canonical, f"unexpected {exc.__class__.__name__}: {exc}")
-                    progress.step(failed=True)
-                    continue
-                if fatal is not None:
-                    discard_staged(result)
-                    progress.step(failed=True)
-                    continue
-                self._record(result)
-                results.append(result)
-                progress.step()
-            if fatal is None:
-                submit_more()
+        try:
+            submit_more()
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    pending.discard(fut)
+                    task = owner.pop(fut)
+                    try:
+                        result = fut.result()
+                    except FilesystemError as exc:
+                        fatal = fatal or exc
+                        progress.step(failed=True)
+                        continue
+                    except MirrorSyncError as exc:
+                        self._fail(task.canonical, str(exc))
+                        progress.step(failed=True)
+                        continue
+                    except Exception as exc:  # a bug or an unexpected library error: one project, not the run
+                        log.exception("event=project-error project=%s", task.canonical)
+                        self._fail(task.canonical, f"unexpected {exc.__class__.__name__}: {exc}")
+                        progress.step(failed=True)
+                        continue
+                    if fatal is not None:
+                        discard_staged(result)
+                        progress.step(failed=True)
+                        continue
+                    self._record(result)
+                    results.append(result)
+                    progress.step()
+                if fatal is None:
+                    submit_more()
+        finally:
+            runner.close()
         if fatal is not None:
             raise fatal
         if self.publisher is not None:

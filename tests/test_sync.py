@@ -308,3 +308,24 @@ def test_dry_run_plans_and_writes_nothing(index_tree: IndexTree, upstream, tmp_p
     assert [p["filename"] for p in summary["plan"]["fetch"]] == ["gamma-0.2-py3-none-any.whl"]
     assert len(summary["plan"]["delete"]) == 1
     assert sorted(str(p) for p in mirror_dir.rglob("*") if "state.sqlite" not in p.name) == snapshot
+
+
+def test_large_run_uses_worker_processes_and_stays_consistent(index_tree: IndexTree, upstream, tmp_path: Path, mirror_dir: Path) -> None:
+    from mirror_sync.runners import PROCESS_THRESHOLD
+
+    count = PROCESS_THRESHOLD + 20
+    for i in range(count):
+        index_tree.add_wheel(f"bulk-{i:04d}", "1.0")
+    index_tree.add_wheel("bulk-0007", "1.1")
+    index_tree.write()
+    upstream.add_fault("/simple/bulk-0003/", status=500, times=1000)  # one failure crosses the process boundary
+    cfg = write_config(tmp_path / "m.yml", upstream.url, mirror_dir, workers=4, retries=0)
+    rc, summary, _ = run_cli(cfg, "sync")
+    assert rc == 1
+    assert summary["failures"] == [{"project": "bulk-0003", "error": "project bulk-0003: upstream answered HTTP 500"}]
+    pages = check_mirror(mirror_dir)
+    assert len(pages) == count - 1 and pages["bulk-0007"] == ["bulk_0007-1.0-py3-none-any.whl", "bulk_0007-1.1-py3-none-any.whl"]
+    upstream.clear_faults()
+    rc, summary, _ = run_cli(cfg, "sync")
+    assert rc == 0 and summary["projects"]["synced"] == 1
+    assert len(check_mirror(mirror_dir)) == count

@@ -264,7 +264,12 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(reply, head, truncate=truncate)
 
     def _send(self, reply: _Reply, head: bool, truncate: bool = False) -> None:
-        owner = self.server.owner
+        # logged before the first byte goes out: a client that saw the answer finds the record
+        self.server.owner._log(RequestRecord(
+            method=self.command, path=self.path, accept=self.headers.get("Accept"),
+            status=reply.status, content_type=reply.content_type, fault=reply.fault,
+            serial=reply.serial,
+        ))
         try:
             self.send_response(reply.status)
             if reply.content_type:
@@ -285,12 +290,6 @@ class _Handler(BaseHTTPRequestHandler):
                 self.connection.shutdown(socket.SHUT_RDWR)
         except OSError:
             self.close_connection = True
-        finally:
-            owner._log(RequestRecord(
-                method=self.command, path=self.path, accept=self.headers.get("Accept"),
-                status=reply.status, content_type=reply.content_type, fault=reply.fault,
-                serial=reply.serial,
-            ))
 
 
 class UpstreamServer:
