@@ -1,0 +1,4 @@
+"""``python -m bench``: run the benchmark."""
+from bench.cli import main
+
+raise SystemExit(main())

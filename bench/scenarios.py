@@ -1,0 +1,206 @@
+"""The benchmark run: generate the upstream, serve it with nginx, run every scenario for both tools."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+from . import bandersnatch as bs
+from . import mirrorsync as ms
+from . import system
+from .compare import compare
+from .measure import RunResult, clean_env, run_measured
+from .nginx import Nginx, free_port
+from .profile import PySpy
+from .report import Results
+from .upstream import Shape, Upstream
+from .wrk import run_wrk
+
+# alternate which tool goes first, so neither always meets a warmer page cache
+ORDER = {"full": ("mirror_sync", "bandersnatch"), "noop": ("bandersnatch", "mirror_sync"),
+         "changed": ("mirror_sync", "bandersnatch"), "verify": ("bandersnatch", "mirror_sync")}
+
+
+@dataclass
+class Options:
+    projects: int
+    workers: int
+    wheels_per_release: int = 1
+    change_fraction: float = 0.01
+    tools: tuple[str, ...] = ("mirror_sync", "bandersnatch")
+    workdir: Optional[Path] = None
+    keep: bool = False
+    verify_full: bool = True
+    fsync: Optional[bool] = None
+    wrk_seconds: int = 10
+    profile_dir: Optional[Path] = None
+    venv: Path = Path(__file__).resolve().parent / ".venv" / f"bandersnatch-{bs.VERSION}"
+    seed: int = 1
+    timeout: float = 3600.0
+
+
+@dataclass
+class Tool:
+    name: str
+    sync_cmd: list[str]
+    verify_cmd: list[str]
+    env: dict[str, str]
+    packages_dir: Path
+    logs: Path
+
+
+def _tools(opts: Options, work: Path, base_url: str, log: Callable[[str], None]) -> dict[str, Tool]:
+    tools: dict[str, Tool] = {}
+    logs = work / "logs"
+    logs.mkdir(exist_ok=True)
+    if "mirror_sync" in opts.tools:
+        env = clean_env(ms.env_extra())
+        if not ms.available(env):
+            raise RuntimeError("`python -m mirror_sync --help` does not work in this checkout")
+        cfg = work / "mirror-sync.yml"
+        ms.write_config(cfg, directory=work / "mirror-sync", upstream=f"{base_url}/simple/", workers=opts.workers, fsync=opts.fsync)
+        tools["mirror_sync"] = Tool("mirror_sync", ms.sync_cmd(cfg), ms.verify_cmd(cfg, opts.verify_full), env,
+                                    work / "mirror-sync" / "web" / "packages", logs)
+        if opts.verify_full:
+            tools["mirror_sync_stat"] = Tool("mirror_sync", [], ms.verify_cmd(cfg, False), env,
+                                             work / "mirror-sync" / "web" / "packages", logs)
+    if "bandersnatch" in opts.tools or opts.profile_dir:
+        log(f"bandersnatch {bs.VERSION}: virtualenv {opts.venv}")
+        extra = ("py-spy",) if opts.profile_dir else ()
+        exe = bs.ensure_venv(opts.venv, extra)
+    if "bandersnatch" in opts.tools:
+        cfg = work / "bandersnatch.conf"
+        bs.write_config(cfg, directory=work / "bandersnatch", master=base_url, workers=opts.workers)
+        verify_cfg = work / "bandersnatch-verify.conf"
+        bs.write_verify_config(verify_cfg, cfg)
+        tools["bandersnatch"] = Tool("bandersnatch", bs.sync_cmd(exe, cfg), bs.verify_cmd(exe, verify_cfg), clean_env(),
+                                     work / "bandersnatch" / "web" / "packages", logs)
+    return tools
+
+
+def _check(tool: Tool, scenario: str, r: RunResult, results: Results) -> None:
+    problems = []
+    if r.returncode != 0:
+        problems.append(f"exit code {r.returncode}")
+    if r.errors:
+        problems.append(f"{r.errors} HTTP error responses")
+    if tool.name == "mirror_sync":
+        try:
+            summary = json.loads(r.log.with_suffix(".stdout").read_text() or "{}")
+        except ValueError:
+            summary = {}
+            problems.append("no JSON summary on stdout")
+        if summary and not summary.get("ok", False):
+            problems.append(f"summary says not ok: {str(summary.get('failures') or summary)[:300]}")
+    else:
+        text = r.log.read_text(errors="replace")
+        errors = [line for line in text.splitlines() if " ERROR" in line or "Traceback" in line]
+        if errors:
+            problems.append(f"{len(errors)} error lines in its log, first: {errors[0][:200]}")
+    if problems:
+        results.notes.append(f"{scenario} / {tool.name}: " + "; ".join(problems) + f" (log: {r.log})")
+
+
+def _measure(tool: Tool, scenario: str, cmd: list[str], nginx: Nginx, opts: Options, spy: Optional[PySpy]) -> RunResult:
+    os.sync()  # the previous run's dirty pages are not charged to this one
+    on_start = None
+    if spy is not None and tool.name == "mirror_sync":
+        on_start = lambda pid: spy.attach(pid, f"mirror_sync-{scenario}")  # noqa: E731
+    r = run_measured(cmd, env=tool.env, log=tool.logs / f"{scenario}-{tool.name}.log", cwd=ms.REPO,
+                     count_requests=nginx.requests_since_mark, timeout=opts.timeout, on_start=on_start)
+    if on_start is not None and spy is not None:
+        spy.finish()
+    return r
+
+
+def run(opts: Options, log: Callable[[str], None] = print) -> Results:
+    base_work = Path(tempfile.mkdtemp(prefix="mirror-bench-", dir=opts.workdir))
+    os.chmod(base_work, 0o755)  # nginx workers run as nobody
+    try:
+        return _run(opts, base_work, log)
+    finally:
+        if opts.keep:
+            log(f"kept the work directory {base_work}")
+        else:
+            shutil.rmtree(base_work, ignore_errors=True)
+
+
+def _run(opts: Options, work: Path, log: Callable[[str], None]) -> Results:
+    still_missing = system.ensure(log)
+    if "nginx" in still_missing or "time" in still_missing:
+        raise RuntimeError(f"the benchmark needs the Debian packages {still_missing} (apt-get install -y {' '.join(still_missing)})")
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    t0 = time.perf_counter()
+    up = Upstream.generate(work / "upstream", base_url, Shape(opts.projects, opts.wheels_per_release, seed=opts.seed))
+    up.write_pages()
+    log(f"upstream: {len(up.projects):,} projects, {up.file_count():,} files, serial {up.serial} "
+        f"({time.perf_counter() - t0:.1f} s)")
+    results = Results(projects=len(up.projects), files=up.file_count(), workers=opts.workers,
+                      load=" ".join(f"{x:.2f}" for x in os.getloadavg()))
+    tools = _tools(opts, work, base_url, log)
+    spy = None
+    if opts.profile_dir is not None:
+        spy = PySpy(opts.venv / "bin" / "py-spy", opts.profile_dir)
+    (work / "nginx").mkdir()
+    nginx = Nginx(work / "nginx", work / "upstream", port)
+    nginx.write_config(up.serial, up.serials())
+    nginx.start()
+    try:
+        log(f"nginx on {base_url}; wrk for {opts.wrk_seconds} s with {opts.workers} connections")
+        results.wrk_requests_per_s = run_wrk(base_url, up.sync_paths(), work, opts.workers, opts.wrk_seconds)
+        wrk_requests, wrk_errors = nginx.requests_since_mark()
+        if wrk_errors:
+            results.notes.append(f"wrk: {wrk_errors} of {wrk_requests} responses were errors (see {nginx.prefix}/error.log)")
+
+        def scenario(name: str, verify: bool = False) -> None:
+            for tname in ORDER[name]:
+                if tname not in tools:
+                    continue
+                tool = tools[tname]
+                r = _measure(tool, name, tool.verify_cmd if verify else tool.sync_cmd, nginx, opts, spy)
+                log(f"  {name:8} {tname:13} wall {r.wall_s:8.3f} s  cpu {r.cpu_s:8.2f} s  rss {r.peak_rss_mb:6.0f} MB  "
+                    f"requests {r.requests:7}  exit {r.returncode}")
+                results.add(name, tname, r)
+                _check(tool, name, r, results)
+
+        def check_files(when: str) -> None:
+            expected = up.expected_files()
+            for key, tool in tools.items():
+                if key == "mirror_sync_stat":
+                    continue
+                c = compare(f"{tool.name} after {when}", tool.packages_dir, expected)
+                log("  " + c.line())
+                if not c.exact:
+                    if tool.name == "bandersnatch" and not c.missing and when == "changed":
+                        results.notes.append(c.line() + " — bandersnatch's sync never deletes files upstream removed")
+                    else:
+                        results.notes.append(c.line())
+                else:
+                    results.notes.append(c.line())
+
+        log("full initial sync")
+        scenario("full")
+        check_files("full")
+        log("no-op sync")
+        scenario("noop")
+        mutation = up.mutate(opts.change_fraction)
+        nginx.reload(up.serial, up.serials())
+        log(f"changed: {len(mutation.changed)} projects got a release, {len(mutation.removed)} files removed upstream")
+        scenario("changed")
+        check_files("changed")
+        log("verify of the complete mirror" + (" (mirror-sync --full: re-hash like bandersnatch)" if opts.verify_full else ""))
+        scenario("verify", verify=True)
+        if "mirror_sync_stat" in tools:
+            r = _measure(tools["mirror_sync_stat"], "verify-stat", tools["mirror_sync_stat"].verify_cmd, nginx, opts, None)
+            log(f"  verify without --full (size/mtime) mirror_sync wall {r.wall_s:8.3f} s  cpu {r.cpu_s:8.2f} s")
+            results.add("verify (stat)", "mirror_sync", r)
+            _check(tools["mirror_sync_stat"], "verify (stat)", r, results)
+    finally:
+        nginx.stop()
+    return results

@@ -1,0 +1,37 @@
+"""Debian packages the benchmark needs: nginx, wrk, GNU time — installed with apt-get when missing."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from typing import Callable
+
+# package -> the program it provides
+PACKAGES = {"nginx": "nginx", "wrk": "wrk", "time": "/usr/bin/time"}
+
+
+def _present(program: str) -> bool:
+    if program.startswith("/"):
+        return os.path.exists(program)
+    return shutil.which(program) is not None or os.path.exists(f"/usr/sbin/{program}")
+
+
+def missing() -> list[str]:
+    return [pkg for pkg, prog in PACKAGES.items() if not _present(prog)]
+
+
+def ensure(log: Callable[[str], None]) -> list[str]:
+    """Install what is missing (as root, with apt-get); returns what is still missing."""
+    need = missing()
+    if not need:
+        return []
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        log(f"missing Debian packages {need} and cannot install them (not root or no apt-get)")
+        return need
+    log(f"installing Debian packages {need}")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    res = subprocess.run(["apt-get", "install", "-y", "-qq", *need], env=env, capture_output=True, text=True)
+    if res.returncode != 0:  # stale or absent package lists
+        subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True, text=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", *need], env=env, capture_output=True, text=True)
+    return missing()

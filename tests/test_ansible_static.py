@@ -1,0 +1,212 @@
+"""Static checks of the Ansible layer: syntax, ansible-lint (production profile), the module's
+documentation, role argument specs against defaults, the inventory's defaults, and the engine
+configuration the sync role renders (loaded with the engine's own config loader)."""
+from __future__ import annotations
+
+import ast
+import importlib.util
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.ansibleutil import REPO, ROLES, missing_collections, render_template, run, tool
+
+ROLE_NAMES = ["pypi_mirror_storage", "pypi_mirror_sync", "pypi_mirror_nginx", "pypi_mirror_client"]
+PLAYBOOKS = ["mirror.yml", "clients.yml", "site.yml"]
+SPEC_TYPES: dict[str, tuple[type, ...]] = {
+    "str": (str,),
+    "path": (str,),
+    "int": (int,),
+    "float": (float, int),
+    "bool": (bool,),
+    "list": (list,),
+    "dict": (dict,),
+    "raw": (object,),
+}
+
+
+@pytest.fixture(scope="module")
+def ansible_ready(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The ansible tools and the collections the roles use must be installed: fail loudly otherwise."""
+    tmp = tmp_path_factory.mktemp("ansible")
+    for name in ("ansible", "ansible-playbook", "ansible-doc", "ansible-galaxy", "ansible-lint", "ansible-inventory"):
+        assert tool(name), f"{name} is not installed in the test environment"
+    missing = missing_collections(tmp)
+    assert not missing, (
+        f"collections {missing} are missing: install them with `ansible-galaxy collection install -r requirements.yml` "
+        "or the `ansible` package, which bundles them"
+    )
+    return tmp
+
+
+@pytest.mark.parametrize("playbook", PLAYBOOKS)
+def test_playbook_syntax(ansible_ready: Path, playbook: str) -> None:
+    proc = run([tool("ansible-playbook") or "", "--syntax-check", "-i", "inventory.example", f"playbooks/{playbook}"],
+               ansible_ready)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_ansible_lint_production_profile(ansible_ready: Path) -> None:
+    proc = run([tool("ansible-lint") or "", "--offline", "--profile", "production", "--nocolor"], ansible_ready, timeout=900)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Profile 'production' was required, and it passed" in proc.stdout + proc.stderr
+
+
+def test_module_documentation_renders(ansible_ready: Path) -> None:
+    doc = tool("ansible-doc") or ""
+    proc = run([doc, "-M", "library", "pypi_mirror_sync"], ansible_ready)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for heading in ("OPTIONS", "EXAMPLES", "RETURN VALUES", "check_mode"):
+        assert heading in proc.stdout, heading
+
+
+def module_argument_spec() -> dict[str, Any]:
+    spec = importlib.util.spec_from_file_location("pypi_mirror_sync_module", REPO / "library" / "pypi_mirror_sync.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.argument_spec()
+
+
+def test_module_documentation_matches_its_argument_spec(ansible_ready: Path) -> None:
+    proc = run([tool("ansible-doc") or "", "-M", "library", "--json", "pypi_mirror_sync"], ansible_ready)
+    assert proc.returncode == 0, proc.stderr
+    documented = json.loads(proc.stdout)["pypi_mirror_sync"]["doc"]["options"]
+    spec = module_argument_spec()
+    assert set(documented) == set(spec)
+    for name, option in spec.items():
+        doc = documented[name]
+        assert doc.get("type", "str") == option.get("type", "str"), name
+        assert doc.get("default") == option.get("default"), name
+        assert doc.get("choices") == option.get("choices"), name
+        assert doc.get("elements") == option.get("elements"), name
+
+
+def test_module_examples_use_only_documented_options() -> None:
+    source = (REPO / "library" / "pypi_mirror_sync.py").read_text()
+    tree = ast.parse(source)
+    examples = next(
+        node.value.value for node in tree.body
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "EXAMPLES"
+    )
+    spec = module_argument_spec()
+    tasks = yaml.safe_load(examples)
+    assert tasks
+    for task in tasks:
+        assert set(task["pypi_mirror_sync"]) <= set(spec), task["name"]
+
+
+@pytest.mark.parametrize("role", ROLE_NAMES)
+def test_role_layout(role: str) -> None:
+    base = ROLES / role
+    for part in ("defaults/main.yml", "meta/main.yml", "meta/argument_specs.yml", "tasks/main.yml", "handlers/main.yml"):
+        assert (base / part).is_file(), f"{role}: {part} is missing"
+    if role != "pypi_mirror_storage":  # the storage role writes no files of its own
+        templates = base / "templates"
+        assert templates.is_dir() and any(templates.iterdir()), f"{role}: templates/ is empty"
+
+
+@pytest.mark.parametrize("role", ROLE_NAMES)
+def test_argument_specs_match_defaults(role: str) -> None:
+    defaults = yaml.safe_load((ROLES / role / "defaults" / "main.yml").read_text())
+    specs = yaml.safe_load((ROLES / role / "meta" / "argument_specs.yml").read_text())
+    options = specs["argument_specs"]["main"]["options"]
+    assert set(options) == set(defaults), f"only in specs: {set(options) - set(defaults)}, only in defaults: {set(defaults) - set(options)}"
+    for name, value in defaults.items():
+        option = options[name]
+        assert name.startswith(role + "_"), f"{name} is not prefixed with {role}_"
+        assert option.get("description"), f"{name} has no description"
+        assert option.get("default") == value, f"{name}: spec default {option.get('default')!r} != {value!r}"
+        kind = option.get("type", "str")
+        assert isinstance(value, SPEC_TYPES[kind]), f"{name}: default {value!r} is not a {kind}"
+        if kind == "bool":
+            continue
+        assert not isinstance(value, bool) or kind == "raw", f"{name}: a boolean default for a {kind}"
+        if "choices" in option:
+            assert value in option["choices"], name
+
+
+def test_inventory_example_stands_up_a_mirror_on_this_machine(ansible_ready: Path) -> None:
+    proc = run([tool("ansible-inventory") or "", "-i", "inventory.example", "--list"], ansible_ready)
+    assert proc.returncode == 0, proc.stderr
+    inventory = json.loads(proc.stdout)
+    (host,) = inventory["mirror"]["hosts"]
+    hostvars = inventory["_meta"]["hostvars"][host]
+    assert hostvars["ansible_connection"] == "local"
+    # the default upstream is whatever pip on the host uses: the playbook must not name one
+    assert "pypi_mirror_sync_upstream" not in hostvars
+    # no device named: a loop-backed image
+    assert "pypi_mirror_storage_device" not in hostvars
+    assert hostvars["pypi_mirror_storage_image"].startswith("/")
+    # a small allowlist, so the first sync takes minutes
+    assert isinstance(hostvars["pypi_mirror_sync_projects"], list) and 0 < len(hostvars["pypi_mirror_sync_projects"]) <= 5
+    assert "clients" in inventory["all"]["children"]
+
+
+def test_requirements_name_the_collections_the_roles_use() -> None:
+    required = {c["name"] for c in yaml.safe_load((REPO / "requirements.yml").read_text())["collections"]}
+    used: set[str] = set()
+    for path in ROLES.rglob("tasks/*.yml"):
+        for task in yaml.safe_load(path.read_text()) or []:
+            for key in task:
+                if key.count(".") == 2 and not key.startswith("ansible.builtin."):
+                    used.add(key.rsplit(".", 1)[0])
+    assert used and used <= required, f"used {used}, required {required}"
+
+
+def load_with_engine(config: Path) -> Any:
+    pytest.importorskip("mirror_sync.config")
+    from mirror_sync.config import load_config
+
+    return load_config(config)
+
+
+def test_rendered_sync_config_is_accepted_by_the_engine(tmp_path: Path) -> None:
+    overrides = {
+        "pypi_mirror_sync_directory": str(tmp_path / "mirror"),
+        "pypi_mirror_sync_upstream": "http://127.0.0.1:9/simple/",
+        "pypi_mirror_sync_projects": ["requests>=2.31", "uvicorn[standard]"],
+        "pypi_mirror_sync_exclude": ["foo<2"],
+        "pypi_mirror_sync_environments": [{"python": "3.11", "platform": "linux", "machine": "x86_64"}],
+        "pypi_mirror_sync_prereleases": False,
+        "pypi_mirror_sync_latest": 5,
+        "pypi_mirror_sync_max_file_size": "50M",
+        "pypi_mirror_sync_workers": 4,
+        "pypi_mirror_sync_statistics_enabled": True,
+        "pypi_mirror_sync_statistics_output_directory": str(tmp_path / "stats"),
+        "pypi_mirror_sync_metrics_textfile_directory": str(tmp_path / "prom"),
+    }
+    path = render_template("pypi_mirror_sync", "mirror.yml.j2", tmp_path / "mirror.yml", tmp_path, overrides)
+    document = yaml.safe_load(path.read_text())
+    assert document["projects"] == ["requests>=2.31", "uvicorn[standard]"]
+    assert document["latest"] == 5 and document["max_file_size"] == "50M"
+    assert document["statistics"] == {"access_log_pattern": "/var/log/nginx/pypi-mirror.access.log*",
+                                      "output_directory": str(tmp_path / "stats")}
+    config = load_with_engine(path)
+    assert str(config.directory) == str(tmp_path / "mirror")
+    assert config.upstream.startswith("http://127.0.0.1:9/simple")
+    assert config.latest == 5 and config.max_file_size == 50 * 1024 * 1024
+    assert config.prereleases is False and config.workers == 4
+    assert config.environments is not None and len(config.environments) == 1
+    assert config.metrics.textfile_directory == str(tmp_path / "prom")
+
+
+def test_rendered_sync_config_from_defaults_leaves_optional_keys_out(tmp_path: Path) -> None:
+    overrides = {"pypi_mirror_sync_directory": str(tmp_path / "mirror"), "pypi_mirror_sync_projects": ["requests"],
+                 "pypi_mirror_sync_upstream": "http://127.0.0.1:9/simple/"}
+    path = render_template("pypi_mirror_sync", "mirror.yml.j2", tmp_path / "mirror.yml", tmp_path, overrides)
+    document = yaml.safe_load(path.read_text())
+    for key in ("environments", "latest", "max_file_size", "statistics", "metrics"):
+        assert key not in document, key
+    config = load_with_engine(path)
+    assert config.latest is None and config.environments is None
+
+
+@pytest.mark.parametrize("role", ROLE_NAMES)
+def test_role_documentation_renders(ansible_ready: Path, role: str) -> None:
+    proc = run([tool("ansible-doc") or "", "-t", "role", "-r", "roles", role], ansible_ready)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"{role}_" in proc.stdout

@@ -1,0 +1,312 @@
+"""The nginx role's vhost, rendered by Ansible and served by a real nginx on 127.0.0.1: PEP 691
+content negotiation with real Accept headers (pip's weighted one included), ?format=, media types,
+Vary, autoindex, the combined access log, the template's validate command, and pip itself."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Optional
+
+import pytest
+
+from tests.ansibleutil import render_template
+from tests.support.dists import build_wheel
+
+NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+pytestmark = pytest.mark.skipif(NGINX is None, reason="nginx is not installed (tests/run installs it)")
+
+PIP_ACCEPT = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html; q=0.1, text/html; q=0.01"
+BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8"
+JSON_TYPE = "application/vnd.pypi.simple.v1+json"
+HTML_TYPE = "application/vnd.pypi.simple.v1+html"
+
+
+@dataclass
+class Served:
+    base: str
+    web: Path
+    access_log: Path
+    wheel_name: str
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def write_web_tree(web: Path) -> str:
+    """A tiny mirror tree in the engine's layout: one project, one real wheel with its metadata."""
+    filename, wheel, metadata = build_wheel("demo", "1.0")
+    digest = hashlib.sha256(wheel).hexdigest()
+    rel = f"packages/{digest[:2]}/{digest[2:4]}/{digest[4:]}/{filename}"
+    (web / rel).parent.mkdir(parents=True)
+    (web / rel).write_bytes(wheel)
+    (web / (rel + ".metadata")).write_bytes(metadata)
+    meta_digest = hashlib.sha256(metadata).hexdigest()
+    simple = web / "simple"
+    (simple / "demo").mkdir(parents=True)
+    root_html = '<!DOCTYPE html>\n<html><body><a href="demo/">demo</a></body></html>\n'
+    (simple / "index.html").write_text(root_html)
+    (simple / "index.v1_json").write_text(json.dumps(
+        {"meta": {"api-version": "1.1", "_last-serial": 1}, "projects": [{"name": "demo", "_last-serial": 1}]}))
+    href = f"../../{rel}#sha256={digest}"
+    page = ('<!DOCTYPE html>\n<html><head><meta name="pypi:repository-version" content="1.1"></head><body>\n'
+            f'<a href="{href}" data-dist-info-metadata="sha256={meta_digest}" '
+            f'data-core-metadata="sha256={meta_digest}">{filename}</a>\n</body></html>\n')
+    (simple / "demo" / "index.html").write_text(page)
+    (simple / "demo" / "index.v1_html").write_text(page)
+    (simple / "demo" / "index.v1_json").write_text(json.dumps({
+        "meta": {"api-version": "1.1", "_last-serial": 1},
+        "name": "demo",
+        "versions": ["1.0"],
+        "files": [{"filename": filename, "url": f"../../{rel}", "hashes": {"sha256": digest},
+                   "core-metadata": {"sha256": meta_digest}, "size": len(wheel)}],
+    }))
+    return filename
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    tmp_path = tmp_path_factory.mktemp("vhost")
+    web = tmp_path / "web"
+    wheel_name = write_web_tree(web)
+    port = free_port()
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    access_log = logs / "access.log"
+    vhost = render_template("pypi_mirror_nginx", "vhost.conf.j2", tmp_path / "vhost.conf", tmp_path, {
+        "pypi_mirror_nginx_root": str(web),
+        "pypi_mirror_nginx_port": port,
+        "pypi_mirror_nginx_listen_address": "127.0.0.1",
+        "pypi_mirror_nginx_default_server": False,
+        "pypi_mirror_nginx_access_log": str(access_log),
+        "pypi_mirror_nginx_error_log": str(logs / "error.log"),
+    })
+    prefix = tmp_path / "nginx"
+    prefix.mkdir()
+    main = prefix / "nginx.conf"
+    main.write_text(f"""
+user root root;
+pid {prefix}/nginx.pid;
+error_log {logs}/main-error.log;
+daemon off;
+worker_processes 1;
+events {{ worker_connections 64; }}
+http {{
+    include /etc/nginx/mime.types;
+    client_body_temp_path {prefix}/body;
+    proxy_temp_path {prefix}/proxy;
+    fastcgi_temp_path {prefix}/fastcgi;
+    uwsgi_temp_path {prefix}/uwsgi;
+    scgi_temp_path {prefix}/scgi;
+    include {vhost};
+}}
+""")
+    proc = subprocess.Popen([str(NGINX), "-p", f"{prefix}/", "-c", str(main)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        for _ in range(200):  # bounded: up to ~10 s for nginx to listen
+            if proc.poll() is not None:
+                raise AssertionError(f"nginx exited: {proc.stderr.read().decode() if proc.stderr else ''}")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        else:
+            raise AssertionError("nginx did not start listening")
+        yield Served(base=f"http://127.0.0.1:{port}", web=web, access_log=access_log, wheel_name=wheel_name)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=20)
+
+
+def get(url: str, accept: Optional[str] = None) -> tuple[int, dict[str, str], bytes]:
+    request = urllib.request.Request(url, headers={"Accept": accept} if accept is not None else {})
+    opener = urllib.request.build_opener(NoRedirect)
+    try:
+        with opener.open(request, timeout=10) as response:
+            return response.status, {k.lower(): v for k, v in response.headers.items()}, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, {k.lower(): v for k, v in exc.headers.items()}, exc.read()
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        return None
+
+
+def media_type(headers: dict[str, str]) -> str:
+    return headers.get("content-type", "").split(";")[0].strip()
+
+
+@pytest.mark.parametrize(
+    ("accept", "expected"),
+    [
+        (PIP_ACCEPT, JSON_TYPE),
+        (JSON_TYPE, JSON_TYPE),
+        ("application/vnd.pypi.simple.latest+json", JSON_TYPE),
+        (BROWSER_ACCEPT, "text/html"),
+        ("text/html", "text/html"),
+        (None, "text/html"),
+        ("*/*", "text/html"),
+        # HTML preferred by q-value, or a tie: HTML
+        (f"{JSON_TYPE};q=0.5, text/html", "text/html"),
+        (f"{HTML_TYPE}, {JSON_TYPE};q=0.5", HTML_TYPE),
+        (f"{JSON_TYPE};q=0.5, {HTML_TYPE};q=0.5", HTML_TYPE),
+        (f"{JSON_TYPE}; q=0, text/html; q=0.1", "text/html"),
+        # JSON preferred by q-value
+        (f"{JSON_TYPE};q=0.6, text/html;q=0.5", JSON_TYPE),
+        (f"text/html;q=0.09, {JSON_TYPE};q=0.1", JSON_TYPE),
+        (f"{JSON_TYPE};q=0.75, */*;q=0.7", JSON_TYPE),
+    ],
+)
+def test_content_negotiation(served: Served, accept: Optional[str], expected: str) -> None:
+    for path in ("/simple/", "/simple/demo/"):
+        status, headers, body = get(served.base + path, accept)
+        assert status == 200, (path, status)
+        # like the engine, the tree has index.v1_html for projects only: the root's HTML is text/html
+        want = "text/html" if path == "/simple/" and expected == HTML_TYPE else expected
+        assert media_type(headers) == want, (path, accept, headers)
+        assert headers.get("vary") == "Accept"
+        if expected == JSON_TYPE:
+            assert json.loads(body)["meta"]["api-version"] == "1.1"
+        else:
+            assert body.lstrip().startswith(b"<!DOCTYPE html>")
+
+
+Q_VALUES = ["0", "0.001", "0.01", "0.05", "0.1", "0.15", "0.2", "0.25", "0.3", "0.45", "0.5", "0.65", "0.75",
+            "0.8", "0.85", "0.9", "0.99", "0.999", "1", "1.0", "1.000"]
+
+
+def test_q_values_are_compared_numerically(served: Served) -> None:
+    """Every pair from a grid of q-values: JSON exactly when its q is higher than HTML's."""
+    wrong = []
+    for qj in Q_VALUES:
+        for qh in Q_VALUES:
+            accept = f"{JSON_TYPE};q={qj}, text/html;q={qh}"
+            _, headers, _ = get(served.base + "/simple/demo/", accept)
+            want = JSON_TYPE if float(qj) > float(qh) else "text/html"
+            if media_type(headers) != want:
+                wrong.append((accept, media_type(headers)))
+    assert not wrong, wrong
+
+
+def test_format_query_overrides_the_accept_header(served: Served) -> None:
+    _, headers, body = get(served.base + "/simple/demo/?format=application/vnd.pypi.simple.v1+json", "text/html")
+    assert media_type(headers) == JSON_TYPE and json.loads(body)["name"] == "demo"
+    _, headers, body = get(served.base + "/simple/demo/?format=html", PIP_ACCEPT)
+    assert media_type(headers) in ("text/html", HTML_TYPE) and b"<a href=" in body
+
+
+def test_project_without_trailing_slash_redirects_relatively(served: Served) -> None:
+    status, headers, _ = get(served.base + "/simple/demo", PIP_ACCEPT)
+    assert status == 301 and headers["location"] == "/simple/demo/"
+
+
+def test_unknown_project_is_404(served: Served) -> None:
+    status, _, _ = get(served.base + "/simple/nope/", PIP_ACCEPT)
+    assert status == 404
+
+
+def test_files_metadata_and_listings(served: Served) -> None:
+    page = json.loads(get(served.base + "/simple/demo/", PIP_ACCEPT)[2])
+    rel = page["files"][0]["url"].replace("../../", "/")
+    status, headers, body = get(served.base + rel)
+    assert status == 200 and media_type(headers) == "application/octet-stream"
+    assert hashlib.sha256(body).hexdigest() == page["files"][0]["hashes"]["sha256"]
+    assert "immutable" in headers.get("cache-control", "")
+    status, headers, body = get(served.base + rel + ".metadata")
+    assert status == 200 and media_type(headers) == "text/plain" and body.startswith(b"Metadata-Version")
+    # autoindex for humans
+    listing_dir = rel.rsplit("/", 1)[0] + "/"
+    status, headers, body = get(served.base + listing_dir, BROWSER_ACCEPT)
+    assert status == 200 and served.wheel_name.encode() in body
+    status, _, body = get(served.base + "/", BROWSER_ACCEPT)
+    assert status == 200 and b"simple/" in body and b"packages/" in body
+
+
+COMBINED = re.compile(r'^(\S+) - (\S+) \[([^\]]+)\] "(\S+) (\S+) (\S+)" (\d{3}) (\d+) "([^"]*)" "([^"]*)"$')
+
+
+def test_pip_downloads_through_the_vhost_using_json(served: Served, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+    env["PIP_CONFIG_FILE"] = os.devnull
+    dest = tmp_path / "downloads"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--no-deps", "--no-cache-dir", "--disable-pip-version-check",
+         "--index-url", served.base + "/simple/", "-d", str(dest), "demo"],
+        capture_output=True, text=True, timeout=300, env=env,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (dest / served.wheel_name).is_file()
+    # the access log is in the combined format, and pip's page request got the JSON page (its size)
+    json_size = (served.web / "simple" / "demo" / "index.v1_json").stat().st_size
+    lines = [COMBINED.match(line) for line in served.access_log.read_text().splitlines()]
+    assert lines and all(lines), served.access_log.read_text()
+    pages = [m for m in lines if m and m.group(5) == "/simple/demo/" and m.group(10).startswith("pip/")]
+    assert pages and int(pages[-1].group(8)) == json_size and pages[-1].group(7) == "200"
+
+
+def test_validate_command_accepts_the_vhost_and_rejects_a_broken_one(tmp_path: Path) -> None:
+    checker = render_template("pypi_mirror_nginx", "pypi-mirror-nginx-check.j2", tmp_path / "check", tmp_path, {})
+    checker.chmod(0o755)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    good = render_template("pypi_mirror_nginx", "vhost.conf.j2", tmp_path / "good.conf", tmp_path, {
+        "pypi_mirror_nginx_root": str(tmp_path / "web"),
+        "pypi_mirror_nginx_port": free_port(),
+        "pypi_mirror_nginx_listen_address": "127.0.0.1",
+        "pypi_mirror_nginx_access_log": str(logs / "a.log"),
+        "pypi_mirror_nginx_error_log": str(logs / "e.log"),
+    })
+    proc = subprocess.run([str(checker), str(good)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    broken = tmp_path / "broken.conf"
+    broken.write_text(good.read_text().replace("absolute_redirect off;", "absolute_redirect maybe;"))
+    proc = subprocess.run([str(checker), str(broken)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0 and "absolute_redirect" in proc.stderr
+
+
+def test_tls_vhost_is_valid_nginx(tmp_path: Path) -> None:
+    """With TLS on, the rendered vhost passes nginx -t with a real (self-signed) certificate."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is not installed")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=mirror.test",
+                    "-days", "2", "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True, timeout=120)
+    checker = render_template("pypi_mirror_nginx", "pypi-mirror-nginx-check.j2", tmp_path / "check", tmp_path, {})
+    checker.chmod(0o755)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    vhost = render_template("pypi_mirror_nginx", "vhost.conf.j2", tmp_path / "tls.conf", tmp_path, {
+        "pypi_mirror_nginx_root": str(tmp_path / "web"),
+        "pypi_mirror_nginx_port": free_port(),
+        "pypi_mirror_nginx_tls_port": free_port(),
+        "pypi_mirror_nginx_listen_address": "127.0.0.1",
+        "pypi_mirror_nginx_tls_enabled": True,
+        "pypi_mirror_nginx_tls_certificate": str(cert),
+        "pypi_mirror_nginx_tls_certificate_key": str(key),
+        "pypi_mirror_nginx_access_log": str(logs / "a.log"),
+        "pypi_mirror_nginx_error_log": str(logs / "e.log"),
+    })
+    assert "ssl_certificate " + str(cert) in vhost.read_text()
+    proc = subprocess.run([str(checker), str(vhost)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
