@@ -25,7 +25,7 @@ def marker_environments(envs: Optional[tuple[Environment, ...]]) -> list[dict[st
     """Marker environments to evaluate Requires-Dist for; an environment with no platform
     stands for every platform."""
     if envs is None:
-        return [dict(default_environment())]
+        return [{k: str(v) for k, v in default_environment().items()}]
     out: list[dict[str, str]] = []
     for env in envs:
         impl = {"cpython": ("cpython", "CPython"), "pypy": ("pypy", "PyPy")}[env.implementation]

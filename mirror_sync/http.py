@@ -23,9 +23,9 @@ class _Session(requests.Session):
 
     def __init__(self) -> None:
         super().__init__()
-        self._env_cache: dict[tuple[str, bool], dict[str, Any]] = {}
+        self._env_cache: dict[tuple[str, bool], Any] = {}
 
-    def merge_environment_settings(self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any) -> dict[str, Any]:
+    def merge_environment_settings(self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any) -> Any:
         if proxies or verify is not None or cert is not None:
             return super().merge_environment_settings(url, proxies, stream, verify, cert)
         parts = urlsplit(url)

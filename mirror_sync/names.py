@@ -32,7 +32,7 @@ def canonical_project(name: str) -> str:
     return canon
 
 
-def check_filename(filename: str) -> str:
+def check_filename(filename: object) -> str:
     """A distribution filename that is safe as one path component."""
     if (
         not isinstance(filename, str)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Iterable, Iterator, Optional
 
@@ -49,12 +50,22 @@ CREATE TABLE IF NOT EXISTS garbage (path TEXT PRIMARY KEY);  -- to unlink once n
 """
 
 
+@dataclass(frozen=True)
 class ProjectRow:
-    __slots__ = ("name", "display", "serial", "upstream_serial", "fingerprint", "selection", "status", "versions", "html_sha256", "json_sha256")
+    name: str
+    display: str
+    serial: Optional[int]
+    upstream_serial: Optional[int]
+    fingerprint: Optional[str]
+    selection: Optional[str]
+    status: Optional[str]
+    versions: Optional[str]
+    html_sha256: Optional[str]
+    json_sha256: Optional[str]
 
-    def __init__(self, row: sqlite3.Row) -> None:
-        for key in self.__slots__:
-            setattr(self, key, row[key])
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> "ProjectRow":
+        return cls(**{f.name: row[f.name] for f in fields(cls)})
 
 
 def _file_from_row(row: sqlite3.Row) -> MirroredFile:
@@ -121,11 +132,11 @@ class State:
 
     def project(self, name: str) -> Optional[ProjectRow]:
         row = self.db.execute("SELECT * FROM projects WHERE name = ?", (name,)).fetchone()
-        return None if row is None else ProjectRow(row)
+        return None if row is None else ProjectRow.from_row(row)
 
     def projects(self) -> Iterator[ProjectRow]:
         for row in self.db.execute("SELECT * FROM projects ORDER BY name"):
-            yield ProjectRow(row)
+            yield ProjectRow.from_row(row)
 
     def root_entries(self) -> list[tuple[str, str, Optional[int]]]:
         """(canonical, display, serial) of every project, sorted by canonical name."""

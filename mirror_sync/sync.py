@@ -401,7 +401,7 @@ class _Runner:
         wants: dict[str, Want] = {}
         frontier: dict[str, Want] = {}
         for req in requirements:
-            canonical = canonicalize_name(req.name)
+            canonical: str = canonicalize_name(req.name)
             if self.sync.selector.project_excluded(canonical):
                 continue
             if canonical not in self.root.projects:
@@ -423,7 +423,7 @@ class _Runner:
                     requires = sorted({line for f in files for line in (f.requires_dist or [])})
                     assert self.sync.evaluator is not None
                     for dep in self.sync.evaluator.needed(requires, frozenset(want.extras)):
-                        dep_name = canonicalize_name(dep.name)
+                        dep_name: str = canonicalize_name(dep.name)
                         if self.sync.selector.project_excluded(dep_name):
                             continue
                         if dep_name not in self.root.projects:
