@@ -21,18 +21,24 @@ LOW_FREE_BYTES = 1024**3
 LOW_FREE_RATIO = 0.05
 
 
-def write_atomic(path: Path, data: bytes, fsync: bool) -> None:
-    """Write to a temp file beside `path`, then rename over it."""
+def write_atomic(path: Path, data: bytes, fsync: bool, also: Optional[Path] = None) -> None:
+    """Write to a temp file beside `path`, then rename over it; `also` gets the same bytes as a
+    hard link (index.v1_html beside index.html)."""
     tmp = path.with_name(f".{path.name}.tmp.{os.getpid()}")
+    tmp_also = path.with_name(f".{path.name}.tmp2.{os.getpid()}")
     try:
         with open(tmp, "wb") as fh:
             fh.write(data)
             if fsync:
                 fh.flush()
                 os.fsync(fh.fileno())
+        if also is not None:
+            os.link(tmp, tmp_also)
+            os.replace(tmp_also, also)
         os.replace(tmp, path)
     except OSError as exc:
         _unlink_quiet(tmp)
+        _unlink_quiet(tmp_also)
         raise_if_full(exc, path)
         raise
 

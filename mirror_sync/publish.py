@@ -131,10 +131,8 @@ class Publisher:
     def publish_root(self, serial: Optional[int]) -> None:
         entries = self.state.root_entries()
         self.simple_dir.mkdir(parents=True, exist_ok=True)
-        html = root_html(entries)
         write_atomic(self.simple_dir / "index.v1_json", root_json(entries, serial), self.fsync)
-        write_atomic(self.simple_dir / "index.html", html, self.fsync)
-        write_atomic(self.simple_dir / "index.v1_html", html, self.fsync)
+        write_atomic(self.simple_dir / "index.html", root_html(entries), self.fsync, also=self.simple_dir / "index.v1_html")
         write_atomic(self.web.parent / SERIALS_MAP, serials_map(entries, serial), self.fsync)
 
     def collect_garbage(self) -> int:
