@@ -8,8 +8,6 @@ import os
 
 from .errors import ConfigError
 
-# pip reads these sections in this order for `pip install`; later ones win, the environment wins last.
-_SECTIONS = ("global", "install", "download")
 
 
 def default_upstream() -> str:
@@ -28,11 +26,15 @@ def default_upstream() -> str:
     try:
         conf = Configuration(isolated=False)
         conf.load()
-        values = dict(conf.items())
-        for section in _SECTIONS:
-            value = values.get(f"{section}.index-url")
+        # get_value merges every file pip reads (site, user, PIP_CONFIG_FILE) in pip's own order
+        for key in ("install.index-url", "download.index-url", "global.index-url"):
+            try:
+                value = conf.get_value(key)
+            except Exception:  # pip's ConfigurationError: the key is not set anywhere
+                continue
             if value:
                 configured = str(value).split()[0]
+                break
     except Exception:
         configured = None
     return configured or PyPI.simple_url
