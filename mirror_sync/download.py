@@ -8,6 +8,7 @@ import os
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -26,6 +27,15 @@ SMALL_FILE = 1024 * 1024  # read in one piece up to this size
 HARD_SIZE_CAP = 64 * 1024**3  # no single file is bigger than this; a stream that is, is hostile
 
 
+@dataclass
+class Fetched:
+    path: str  # relative to web/
+    size: int
+    sha256: str
+    data: Optional[bytes]  # the bytes, when the file was small enough to be read in one piece
+    adopted: bool = False  # already on disk from an interrupted run, not downloaded
+
+
 class Downloader:
     def __init__(self, client: HttpClient, web: Path, *, retries: int, fsync: bool, max_file_size: Optional[int]) -> None:
         self.client = client
@@ -34,31 +44,33 @@ class Downloader:
         self.fsync = fsync
         self.max_file_size = max_file_size
         self.incoming = web / "packages" / ".incoming"
+        self._incoming_ready = False
         self._lock = threading.Lock()
         self.bytes_downloaded = 0
 
-    def fetch(self, url: str, filename: str, sha256: Optional[str], size: Optional[int]) -> tuple[str, int, str]:
-        """Download one distribution file. Returns (path relative to web/, size, sha256)."""
+    def fetch(self, url: str, filename: str, sha256: Optional[str], size: Optional[int]) -> Fetched:
+        """Download one distribution file into its content-addressed place under web/."""
         if sha256 is not None:
             rel = package_path(sha256, filename)
             target = self.web / rel
             if target.is_file():  # left by an interrupted run: adopt it only if its bytes are right
                 have_size, have_sha = hash_file(target)
                 if have_sha == sha256 and (size is None or have_size == size):
-                    return rel, have_size, have_sha
-        self.incoming.mkdir(parents=True, exist_ok=True)
-        tmp_dir = self.incoming
-        got_size, got_sha, tmp = self._stream_with_retries(url, filename, tmp_dir, sha256, size)
+                    return Fetched(rel, have_size, have_sha, None, adopted=True)
+        if not self._incoming_ready:
+            self.incoming.mkdir(parents=True, exist_ok=True)
+            self._incoming_ready = True
+        got_size, got_sha, tmp, data = self._stream_with_retries(url, filename, self.incoming, sha256, size)
         rel = package_path(got_sha, filename)
         target = self.web / rel
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
+            os.makedirs(target.parent, exist_ok=True)
             os.replace(tmp, target)
         except OSError as exc:
             _unlink(tmp)
             raise_if_full(exc, target)
             raise
-        return rel, got_size, got_sha
+        return Fetched(rel, got_size, got_sha, data)
 
     def fetch_bytes(self, url: str, what: str, sha256: Optional[str], limit: int = 64 * 1024 * 1024) -> bytes:
         """A small document (a .metadata file), checked against its sha256 when one is given."""
@@ -89,7 +101,7 @@ class Downloader:
 
     def _stream_with_retries(
         self, url: str, filename: str, tmp_dir: Path, sha256: Optional[str], size: Optional[int]
-    ) -> tuple[int, str, Path]:
+    ) -> tuple[int, str, Path, Optional[bytes]]:
         last: Optional[Exception] = None
         for attempt in range(self.retries + 1):
             try:
@@ -104,19 +116,22 @@ class Downloader:
             raise last
         raise UpstreamError(f"file {filename}: download failed ({_short(last) if last else 'unknown'})")
 
-    def _stream(self, url: str, filename: str, tmp_dir: Path, sha256: Optional[str], size: Optional[int]) -> tuple[int, str, Path]:
+    def _stream(self, url: str, filename: str, tmp_dir: Path, sha256: Optional[str], size: Optional[int]) -> tuple[int, str, Path, Optional[bytes]]:
         cap = size if size is not None else (self.max_file_size or HARD_SIZE_CAP)
         tmp = tmp_dir / f"{filename}.{uuid.uuid4().hex[:12]}"
         small = size is not None and size <= SMALL_FILE
         digest = hashlib.sha256()
         written = 0
+        body: Optional[bytes] = None
         try:
             with self.client.get(url, stream=not small) as response:
                 if response.status_code >= 400:
                     raise UpstreamError(f"file {filename}: upstream answered HTTP {response.status_code}")
                 with open(tmp, "wb") as fh:
                     # small files (most wheels) in one read; large ones streamed, never held in memory
-                    chunks = (response.content,) if small else response.iter_content(CHUNK)
+                    if small:
+                        body = response.content
+                    chunks = (body,) if body is not None else response.iter_content(CHUNK)
                     for chunk in chunks:
                         written += len(chunk)
                         if written > cap:
@@ -133,7 +148,7 @@ class Downloader:
                 raise IntegrityError(f"file {filename}: sha256 does not match what upstream advertises")
             with self._lock:
                 self.bytes_downloaded += written
-            return written, got, tmp
+            return written, got, tmp, body
         except OSError as exc:
             _unlink(tmp)
             raise_if_full(exc, tmp)

@@ -1,11 +1,12 @@
 """Core metadata (PEP 643/658): read Requires-Dist from .metadata bytes, wheels and sdists."""
 from __future__ import annotations
 
+import io
 import tarfile
 import zipfile
 from email.parser import BytesHeaderParser
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Union
 
 _MAX_MEMBER = 16 * 1024 * 1024  # never read a metadata member bigger than this
 
@@ -27,10 +28,10 @@ def _is_dynamic(metadata: bytes) -> bool:
     return (major, minor) < (2, 2) or "requires-dist" in dynamic
 
 
-def wheel_metadata(path: Path) -> Optional[bytes]:
-    """METADATA from a wheel, or None when it has none (or is not a zip)."""
+def wheel_metadata(source: Union[Path, bytes]) -> Optional[bytes]:
+    """METADATA from a wheel (a path, or its bytes), or None when it has none (or is not a zip)."""
     try:
-        with zipfile.ZipFile(path) as zf:
+        with zipfile.ZipFile(io.BytesIO(source) if isinstance(source, bytes) else source) as zf:
             for info in zf.infolist():
                 parts = info.filename.split("/")
                 if len(parts) == 2 and parts[0].endswith(".dist-info") and parts[1] == "METADATA":

@@ -125,16 +125,18 @@ class ProjectSyncer:
         fetched = 0
         if old is not None and (self.web / old.path).is_file():
             path, size, sha256 = old.path, old.size, old.sha256
+            body: Optional[bytes] = None
             meta_sha, meta_size, requires = old.metadata_sha256, old.metadata_size, old.requires_dist
             if meta_sha is not None and not (self.web / (path + ".metadata")).is_file():
                 meta_sha = meta_size = None
         else:
-            path, size, sha256 = self.downloader.fetch(f.url, f.filename, f.sha256, f.size)
-            fetched = size
+            got = self.downloader.fetch(f.url, f.filename, f.sha256, f.size)
+            path, size, sha256, body = got.path, got.size, got.sha256, got.data
+            fetched = 0 if got.adopted else size
             meta_sha = meta_size = None
             requires = None
         if meta_sha is None:
-            meta_sha, meta_size, requires = self._metadata(f, path)
+            meta_sha, meta_size, requires = self._metadata(f, path, body)
         if requires is None and self.need_requires:
             requires = file_requires(self.web / path, f.filename)
         return (
@@ -156,11 +158,11 @@ class ProjectSyncer:
             fetched,
         )
 
-    def _metadata(self, f: UpstreamFile, path: str) -> tuple[Optional[str], Optional[int], Optional[list[str]]]:
+    def _metadata(self, f: UpstreamFile, path: str, body: Optional[bytes]) -> tuple[Optional[str], Optional[int], Optional[list[str]]]:
         """Put <file>.metadata beside the file: upstream's when advertised, else a wheel's own METADATA."""
         data: Optional[bytes] = None
         if f.filename.endswith(".whl"):
-            data = wheel_metadata(self.web / path)
+            data = wheel_metadata(body if body is not None else self.web / path)
             if f.metadata and f.metadata_sha256 and (data is None or hashlib.sha256(data).hexdigest() != f.metadata_sha256):
                 data = None  # upstream serves other bytes than the wheel holds: take upstream's
         if f.metadata and data is None:

@@ -130,7 +130,7 @@ class Verifier:
         except FileNotFoundError:
             pass
         try:
-            rel, _size, _sha = downloader.fetch(f.url, f.filename, f.sha256, f.size)
+            rel = downloader.fetch(f.url, f.filename, f.sha256, f.size).path
         except MirrorSyncError as exc:
             self.failures.append({"project": f.project, "file": f.filename, "error": str(exc)})
             return
