@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Optional, Sequence
 
+from .memory import TreeSampler
+
 PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "ftp_proxy")
 
 
@@ -22,6 +24,8 @@ class RunResult:
     errors: int  # HTTP responses other than 2xx/3xx
     returncode: int
     log: Path
+    largest_process_mb: float = 0.0  # GNU time %M: the largest resident set of one process
+    tree_pss_mb: float = 0.0  # sampled peak of the PSS summed over the whole process tree
 
     def as_json(self) -> dict[str, float]:
         return {
@@ -69,7 +73,8 @@ def run_measured(
     timeout: float = 3600.0,
     on_start: Optional[Callable[[int], None]] = None,
 ) -> RunResult:
-    """Run `cmd` to completion under GNU time, which reports the CPU and peak RSS of its child.
+    """Run `cmd` to completion under GNU time, which reports the CPU and peak RSS of its child;
+    a sampler adds up the memory of the whole process tree (see memory.py).
 
     Not wait4 on our own child: a child forked from this (large) process keeps the parent's
     resident-set high-water mark across exec, so its ru_maxrss would be ours, not the tool's.
@@ -84,6 +89,7 @@ def run_measured(
                                 start_new_session=True)
         timer = threading.Timer(timeout, _signal_group, (proc, signal.SIGKILL))
         timer.start()
+        sampler = TreeSampler(proc.pid).start()
         try:
             if on_start is not None:
                 on_start(proc.pid)
@@ -98,13 +104,17 @@ def run_measured(
             raise
         finally:
             timer.cancel()
+            tree_peak_mb = sampler.stop()
         wall = time.perf_counter() - start
     requests, errors = count_requests()
     fields = stats.read_text().strip().splitlines()[-1].split()
     return RunResult(
         wall_s=wall,
         cpu_s=float(fields[1]) + float(fields[2]),
-        peak_rss_mb=int(fields[3]) / 1024.0,
+        # the largest single process (exact), or the sampled tree total when the tool forks workers
+        peak_rss_mb=max(int(fields[3]) / 1024.0, tree_peak_mb),
+        largest_process_mb=int(fields[3]) / 1024.0,
+        tree_pss_mb=tree_peak_mb,
         requests=requests,
         errors=errors,
         returncode=int(proc.returncode),

@@ -29,6 +29,7 @@ class PySpy:
         self.raw = self.outdir / f"{label}.folded"
         self.proc = subprocess.Popen(
             [str(self.exe), "record", "--pid", str(pid), "--rate", "250", "--format", "raw", "--nonblocking", "--gil",
+             "--subprocesses",
              "--output", str(self.raw)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
         )
@@ -96,7 +97,7 @@ def summarise(folded: Path, limit: int = 25) -> str:
             incl[f] += n
     if total == 0:
         return "no samples\n"
-    lines = [f"{total} samples (thread holding the GIL only)", "", "self %  package/module"]
+    lines = [f"{total} samples", "", "self %  package/module"]
     lines += [f"{100 * n / total:6.1f}  {f}" for f, n in pkg.most_common(limit)]
     lines += ["", "self %  function"]
     lines += [f"{100 * n / total:6.1f}  {f}" for f, n in own.most_common(limit)]

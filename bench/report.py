@@ -51,8 +51,8 @@ def markdown(res: Results) -> str:
         f"{res.projects:,} projects, {res.files:,} files (+ as many .metadata files), workers = {res.workers}, "
         f"wrk against the same nginx: {wrk} requests/s" + (f"; load average at start {res.load}" if res.load else ""),
         "",
-        "| scenario | tool | wall s | CPU s | peak RSS MB | requests | requests/s | exit |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| scenario | tool | wall s | CPU s | peak RSS MB | largest process / tree PSS MB | requests | requests/s | exit |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for s in list(SCENARIOS) + [k for k in res.runs if k not in SCENARIOS]:
         runs = res.runs.get(s, {})
@@ -63,13 +63,14 @@ def markdown(res: Results) -> str:
             rate = f"{r.requests / r.wall_s:,.0f}" if r.wall_s > 0 and r.requests else ""
             errs = f" ({r.errors} errors)" if r.errors else ""
             out.append(
-                f"| {s} | {LABELS[t]} | {r.wall_s:.3f} | {r.cpu_s:.2f} | {r.peak_rss_mb:.0f} | {r.requests:,}{errs} | {rate} | {r.returncode} |"
+                f"| {s} | {LABELS[t]} | {r.wall_s:.3f} | {r.cpu_s:.2f} | {r.peak_rss_mb:.0f} | "
+                f"{r.largest_process_mb:.0f} / {r.tree_pss_mb:.0f} | {r.requests:,}{errs} | {rate} | {r.returncode} |"
             )
         if all(t in runs for t in TOOLS):
             a, b = runs["mirror_sync"], runs["bandersnatch"]
             out.append(
                 f"| {s} | **ratio ms/bs** | **{_ratio(a.wall_s, b.wall_s)}** | {_ratio(a.cpu_s, b.cpu_s)} | "
-                f"{_ratio(a.peak_rss_mb, b.peak_rss_mb)} | {_ratio(a.requests, b.requests)} | | |"
+                f"{_ratio(a.peak_rss_mb, b.peak_rss_mb)} | | {_ratio(a.requests, b.requests)} | | |"
             )
     full = res.runs.get("full", {})
     if res.wrk_requests_per_s and full:

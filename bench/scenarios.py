@@ -164,7 +164,7 @@ def _run(opts: Options, work: Path, log: Callable[[str], None]) -> Results:
                     continue
                 tool = tools[tname]
                 r = _measure(tool, name, tool.verify_cmd if verify else tool.sync_cmd, nginx, opts, spy)
-                log(f"  {name:8} {tname:13} wall {r.wall_s:8.3f} s  cpu {r.cpu_s:8.2f} s  rss {r.peak_rss_mb:6.0f} MB  "
+                log(f"  {name:8} {tname:13} wall {r.wall_s:8.3f} s  cpu {r.cpu_s:8.2f} s  peak {r.peak_rss_mb:6.0f} MB  "
                     f"requests {r.requests:7}  exit {r.returncode}")
                 results.add(name, tname, r)
                 _check(tool, name, r, results)

@@ -16,7 +16,7 @@ from .state import State
 
 log = logging.getLogger(__name__)
 
-# an nginx `map $uri $pypi_last_serial { include <directory>/serials.map; }` body: the X-PyPI-Last-Serial header
+# the body of an nginx `map` (page path -> serial) that the nginx role includes for X-PyPI-Last-Serial
 SERIALS_MAP = "serials.map"
 
 

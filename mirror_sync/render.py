@@ -104,7 +104,8 @@ def root_json(entries: Iterable[tuple[str, str, Optional[int]]], serial: Optiona
 
 
 def serials_map(entries: Iterable[tuple[str, str, Optional[int]]], serial: Optional[int]) -> bytes:
-    """Body of an nginx `map $request_uri ...` block: each index page's URI to its serial, for the
-    X-PyPI-Last-Serial header (`/simple/` and `/simple/<project>/`, the URIs clients request)."""
+    """Body of an nginx `map` block: each index page's path to its serial, for the X-PyPI-Last-Serial
+    header (`/simple/` and `/simple/<project>/`; the nginx role keys the map on the request path
+    with any trailing index file removed, so `?format=` requests get the header too)."""
     head = f"/simple/ {serial};\n" if serial is not None else ""
     return (head + "".join([f"/simple/{c}/ {s};\n" for c, _d, s in entries if s is not None])).encode("ascii")

@@ -56,18 +56,24 @@ def missing_collections(tmp: Path) -> list[str]:
     return [c for c in REQUIRED_COLLECTIONS if c not in found]
 
 
-def render_template(role: str, template: str, dest: Path, tmp: Path, overrides: dict[str, Any]) -> Path:
+def render_template(role: str, template: str, dest: Path, tmp: Path, overrides: dict[str, Any],
+                    inventory: Optional[Path] = None) -> Path:
     """Render roles/<role>/templates/<template> to dest with the role's defaults plus overrides,
-    through ansible.builtin.template on localhost (the same code path as a converge)."""
+    through ansible.builtin.template on localhost (the same code path as a converge). `inventory`
+    (which must hold localhost with ansible_connection=local) gives the templates groups and hostvars."""
     ansible = tool("ansible")
     assert ansible, "ansible (ansible-core) is not installed in the test environment"
     extra = tmp / f"vars-{role}-{dest.name}.json"
     extra.write_text(json.dumps(overrides))
+    # the role's vars/main.yml (derived values the templates use), below the overrides
+    role_vars = ROLES / role / "vars" / "main.yml"
+    vars_args = ["-e", f"@{role_vars}"] if role_vars.is_file() else []
     proc = run(
-        [ansible, "localhost", "-i", "localhost,", "-c", "local", "-m", "ansible.builtin.template",
+        [ansible, "localhost", "-i", str(inventory) if inventory else "localhost,", "-c", "local",
+         "-m", "ansible.builtin.template",
          "-a", json.dumps({"src": str(ROLES / role / "templates" / template), "dest": str(dest), "mode": "0644"}),
          "-e", f"ansible_python_interpreter={sys.executable}",
-         "-e", f"@{ROLES / role / 'defaults' / 'main.yml'}", "-e", f"@{extra}"],
+         "-e", f"@{ROLES / role / 'defaults' / 'main.yml'}", *vars_args, "-e", f"@{extra}"],
         tmp,
         timeout=300,
     )

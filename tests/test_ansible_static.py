@@ -144,6 +144,9 @@ def test_inventory_example_stands_up_a_mirror_on_this_machine(ansible_ready: Pat
     # a small allowlist, so the first sync takes minutes
     assert isinstance(hostvars["pypi_mirror_sync_projects"], list) and 0 < len(hostvars["pypi_mirror_sync_projects"]) <= 5
     assert "clients" in inventory["all"]["children"]
+    # downstream mirrors have their own (empty) group, so that playbooks/mirror.yml's second play matches it
+    assert "mirror_downstream" in inventory["all"]["children"]
+    assert not inventory.get("mirror_downstream", {}).get("hosts")
 
 
 def test_requirements_name_the_collections_the_roles_use() -> None:
@@ -210,3 +213,81 @@ def test_role_documentation_renders(ansible_ready: Path, role: str) -> None:
     proc = run([tool("ansible-doc") or "", "-t", "role", "-r", "roles", role], ansible_ready)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"{role}_" in proc.stdout
+
+
+def test_mirror_playbook_converges_the_primary_before_its_downstream_mirrors() -> None:
+    plays = yaml.safe_load((REPO / "playbooks" / "mirror.yml").read_text())
+    assert [play["hosts"] for play in plays] == ["mirror", "mirror_downstream"]
+    for play in plays:
+        assert [r["role"] for r in play["roles"]] == ["pypi_mirror_storage", "pypi_mirror_sync", "pypi_mirror_nginx"]
+    sync = next(r for r in plays[1]["roles"] if r["role"] == "pypi_mirror_sync")["vars"]
+    assert sync["pypi_mirror_sync_upstream_mirror_group"] == "mirror"
+    assert sync["pypi_mirror_sync_all_projects"] is True
+    assert "pypi_mirror_sync_upstream_mirror_group" not in next(
+        r for r in plays[0]["roles"] if r["role"] == "pypi_mirror_sync").get("vars", {})
+
+
+DOWNSTREAM_INVENTORY = """
+[mirror]
+primary1 ansible_host=198.18.0.11 pypi_mirror_nginx_port=8080
+primary2 ansible_host=198.18.0.12
+
+[mirror_downstream]
+localhost ansible_connection=local
+
+[clients]
+other ansible_host=198.18.0.13
+"""
+
+
+@pytest.mark.parametrize(
+    ("overrides", "upstream"),
+    [
+        ({"pypi_mirror_sync_upstream_mirror_group": "mirror"}, "http://198.18.0.11:8080/simple/"),
+        ({"pypi_mirror_sync_upstream_mirror_group": "clients"}, "http://198.18.0.13/simple/"),
+        ({"pypi_mirror_sync_upstream_mirror_group": "mirror",
+          "pypi_mirror_sync_upstream": "http://127.0.0.1:9/simple/"}, "http://127.0.0.1:9/simple/"),
+        ({}, None),
+    ],
+)
+def test_downstream_upstream_is_the_first_host_of_the_primary_group(
+    tmp_path: Path, overrides: dict[str, Any], upstream: Any
+) -> None:
+    inventory = tmp_path / "inventory"
+    inventory.write_text(DOWNSTREAM_INVENTORY)
+    values = {"pypi_mirror_sync_directory": str(tmp_path / "mirror"), "pypi_mirror_sync_all_projects": True,
+              **overrides}
+    path = render_template("pypi_mirror_sync", "mirror.yml.j2", tmp_path / "mirror.yml", tmp_path, values,
+                           inventory=inventory)
+    document = yaml.safe_load(path.read_text())
+    assert document.get("upstream") == upstream
+    assert "projects" not in document  # everything the primary holds
+    if upstream is not None:
+        assert load_with_engine(path).upstream.rstrip("/") == upstream.rstrip("/")
+
+
+@pytest.mark.parametrize(
+    ("group", "url"),
+    [("mirror", "http://198.18.0.11:8080/simple/"), ("mirror_downstream", "http://localhost/simple/")],
+)
+def test_clients_follow_their_mirror_group_and_its_port(tmp_path: Path, group: str, url: str) -> None:
+    inventory = tmp_path / "inventory"
+    inventory.write_text(DOWNSTREAM_INVENTORY)
+    path = render_template("pypi_mirror_client", "uv.toml.j2", tmp_path / "uv.toml", tmp_path,
+                           {"pypi_mirror_client_mirror_group": group}, inventory=inventory)
+    assert f'url = "{url}"' in path.read_text()
+
+
+def test_statistics_read_the_log_the_nginx_role_writes() -> None:
+    """The stats job's glob covers the nginx role's access log (and its rotations), by default and
+    in both plays of playbooks/mirror.yml; nginx serves the engine's default stats directory."""
+    sync = yaml.safe_load((ROLES / "pypi_mirror_sync" / "defaults" / "main.yml").read_text())
+    nginx = yaml.safe_load((ROLES / "pypi_mirror_nginx" / "defaults" / "main.yml").read_text())
+    assert sync["pypi_mirror_sync_statistics_access_log_pattern"] == nginx["pypi_mirror_nginx_access_log"] + "*"
+    for play in yaml.safe_load((REPO / "playbooks" / "mirror.yml").read_text()):
+        roles = {r["role"]: r.get("vars", {}) for r in play["roles"]}
+        pattern = roles["pypi_mirror_sync"]["pypi_mirror_sync_statistics_access_log_pattern"]
+        assert "pypi_mirror_nginx_access_log" in pattern and pattern.strip().endswith("*"), play["hosts"]
+        assert roles["pypi_mirror_nginx"]["pypi_mirror_nginx_root"].endswith("/web")
+    assert sync["pypi_mirror_sync_statistics_output_directory"] == ""  # engine default: <directory>/web/stats
+    assert "location /stats/" in (ROLES / "pypi_mirror_nginx" / "templates" / "vhost.conf.j2").read_text()

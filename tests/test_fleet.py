@@ -1,8 +1,9 @@
-"""The Ansible roles and playbooks converged on a real fleet of booted hosts (issue 4).
+"""The Ansible roles and playbooks converged on a real fleet of booted hosts (issues 4 and 5).
 
-One mirror host (mirror1, with a loop block device handed in) and two clients boot as
-systemd-nspawn containers on a private bridge (tests/fleet). Needs root; skips with the reason
-otherwise. Run: `pytest -m fleet tests/test_fleet.py`.
+One primary mirror host (mirror1, with a loop block device handed in) and two clients, plus a
+downstream mirror (mirror2, group mirror_downstream: its upstream is mirror1) and a client of the
+downstream (client3), boot as systemd-nspawn containers on a private bridge (tests/fleet). Needs
+root; skips with the reason otherwise. Run: `pytest -m fleet tests/test_fleet.py`.
 """
 
 # ruff: noqa: F811  - the fixtures imported from tests.fleet.fixtures are test parameters here
@@ -50,7 +51,7 @@ def test_ansible_reaches_every_host_over_ssh(fleet: Fleet, fleet_inventory: Path
     proc = _ansible(fleet_inventory, "all", "-m", "ansible.builtin.ping", "-o")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     pongs = {line.split()[0] for line in proc.stdout.splitlines() if '"ping": "pong"' in line}
-    assert pongs == {"mirror1", "client1", "client2"}
+    assert pongs == ALL_HOSTS
 
 
 def test_hosts_booted_systemd(fleet: Fleet) -> None:
@@ -88,6 +89,8 @@ CRON_FILE = "/etc/cron.d/pypi-mirror"
 SYNC_EXECUTABLE = "/opt/pypi-mirror/venv/bin/mirror-sync"
 # What the generated upstream holds: fleet-app needs fleet-lib>=1.1, which needs fleet-util.
 ALLOWLIST = ["fleet-app"]
+ALL_HOSTS = {"mirror1", "client1", "client2", "mirror2", "client3"}
+SERIALS_PATH_UNIT = "pypi-mirror-serials.path"
 MIRRORED = {"fleet-app", "fleet-lib", "fleet-util"}
 NOT_MIRRORED = "fleet-unrelated"
 PIP_ACCEPT = (
@@ -103,7 +106,8 @@ class Upstream:
 
 @dataclass
 class Converge:
-    extra_vars: dict[str, object]
+    extra_vars: dict[str, object]  # for every host
+    group_vars: dict[str, dict[str, object]]  # per inventory group (extra vars would override them)
     first: AnsibleResult
     second: AnsibleResult | None
 
@@ -156,25 +160,32 @@ def converged(
             f"the roles need the collections {', '.join(missing)}: install them (./setup-mirror does, "
             "from requirements.yml or the 'ansible' package that bundles them)"
         )
-    mirror = fleet.host("mirror1")
+    # Per group: each mirror its own loop device; the upstream and the allowlist only on the primary
+    # (the downstream's upstream is the primary, and it mirrors everything the primary holds).
+    group_vars: dict[str, dict[str, object]] = {
+        "mirror": {
+            "pypi_mirror_storage_device": fleet.host("mirror1").device,
+            "pypi_mirror_sync_upstream": upstream.url,
+            "pypi_mirror_sync_projects": ALLOWLIST,
+        },
+        "mirror_downstream": {"pypi_mirror_storage_device": fleet.host("mirror2").device},
+    }
+    inventory = fleet.write_inventory(fleet_inventory.with_name("inventory-site.yml"), group_vars)
     extra: dict[str, object] = {
-        "pypi_mirror_storage_device": mirror.device,
         "pypi_mirror_sync_directory": MIRROR_ROOT,
-        "pypi_mirror_sync_upstream": upstream.url,
-        "pypi_mirror_sync_projects": ALLOWLIST,
         "pypi_mirror_sync_wheelhouse": str(wheelhouse),
         "pypi_mirror_sync_cron_minute": "7",
         "pypi_mirror_sync_cron_hour": _quiet_cron_hour(),
     }
     started = time.monotonic()
-    first = run_ansible("ansible-playbook", fleet_inventory, [str(SITE)], repo=REPO, extra_vars=extra)
+    first = run_ansible("ansible-playbook", inventory, [str(SITE)], repo=REPO, extra_vars=extra)
     TIMINGS["first converge_s"] = round(time.monotonic() - started, 1)
     second = None
     if first.returncode == 0:
         started = time.monotonic()
-        second = run_ansible("ansible-playbook", fleet_inventory, [str(SITE)], repo=REPO, extra_vars=extra)
+        second = run_ansible("ansible-playbook", inventory, [str(SITE)], repo=REPO, extra_vars=extra)
         TIMINGS["second converge_s"] = round(time.monotonic() - started, 1)
-    return Converge(extra_vars=extra, first=first, second=second)
+    return Converge(extra_vars=extra, group_vars=group_vars, first=first, second=second)
 
 
 @pytest.fixture
@@ -202,7 +213,7 @@ def _http(url: str, accept: str | None = None) -> tuple[int, dict[str, str], byt
 def test_site_playbook_converges_the_fleet(converged: Converge) -> None:
     first = converged.first
     assert first.returncode == 0, first.output[-8000:]
-    assert set(first.recap) == {"mirror1", "client1", "client2"}, first.output[-3000:]
+    assert set(first.recap) == ALL_HOSTS, first.output[-3000:]
     assert first.total("failed") == 0 and first.total("unreachable") == 0
     assert all(counts["changed"] > 0 for counts in first.recap.values()), first.recap
 
@@ -212,7 +223,7 @@ def test_second_converge_changes_nothing(converged_ok: Converge) -> None:
     assert second is not None, "the first converge failed"
     assert second.returncode == 0, second.output[-8000:]
     changed = {host: counts["changed"] for host, counts in second.recap.items()}
-    assert changed == {"mirror1": 0, "client1": 0, "client2": 0}, second.output[-8000:]
+    assert changed == dict.fromkeys(ALL_HOSTS, 0), second.output[-8000:]
 
 
 def test_mirror_root_is_the_ext4_volume_with_fstab_entry(fleet: Fleet, converged_ok: Converge) -> None:
@@ -240,7 +251,7 @@ def test_mirror_tree_config_and_cron_have_their_owners_and_modes(fleet: Fleet, c
     assert config.is_file and config.user == "root" and config.group == SYNC_USER and config.mode == 0o640
     data = yaml.safe_load(config.content_string)
     assert data["directory"] == MIRROR_ROOT
-    assert data["upstream"] == converged_ok.extra_vars["pypi_mirror_sync_upstream"]
+    assert data["upstream"] == converged_ok.group_vars["mirror"]["pypi_mirror_sync_upstream"]
     assert data["projects"] == ALLOWLIST
 
     cron = host.file(CRON_FILE)
@@ -389,3 +400,115 @@ def test_module_check_mode_reports_a_plan_and_changes_nothing(
     assert outcome["plan"]["fetch_bytes"] == entry.size
     changed_lines = sorted(set(before.splitlines()) ^ set(after.splitlines()))
     assert not changed_lines, "check mode changed the mirror:\n" + "\n".join(changed_lines)
+
+
+# -- mirrors of mirrors (issue 5): the downstream mirror2 syncs from mirror1; client3 installs from mirror2 --
+
+
+def _sync_as_mirror_user(host_name: str, fleet: Fleet) -> dict[str, object]:
+    """`mirror-sync sync --json` on a mirror host, as the mirror user (what the cron job runs)."""
+    proc = fleet.host(host_name).ssh(
+        f"runuser -u {SYNC_USER} -- {SYNC_EXECUTABLE} -c {SYNC_CONFIG} sync --json", check=False, timeout=600
+    )
+    assert proc.returncode == 0, f"{host_name}: {proc.stdout}\n{proc.stderr}"
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _served_serial(base: str, accept: str) -> tuple[int, str | None]:
+    """(the page's _last-serial from its JSON, the X-PyPI-Last-Serial header sent with `accept`)."""
+    status, _headers, body = _http(base, PIP_ACCEPT)
+    assert status == 200, base
+    serial = json.loads(body)["meta"]["_last-serial"]
+    status, headers, _body = _http(base, accept)
+    assert status == 200, base
+    return serial, headers.get("x-pypi-last-serial")
+
+
+def _wait_for_header(base: str, accept: str) -> tuple[int, str | None]:
+    """The header follows a new serials.map once the path unit has reloaded nginx: poll (bounded)."""
+    serial, header = _served_serial(base, accept)
+    for _ in range(60):
+        if header == str(serial):
+            break
+        time.sleep(1)
+        serial, header = _served_serial(base, accept)
+    return serial, header
+
+
+def test_downstream_mirrors_everything_the_primary_holds(fleet: Fleet, converged_ok: Converge) -> None:
+    host = _infra(fleet, "mirror2")
+    mount = host.mount_point(MIRROR_ROOT)
+    assert mount.exists and mount.filesystem == "ext4" and mount.device == fleet.host("mirror2").device
+    config = yaml.safe_load(host.file(SYNC_CONFIG).content_string)
+    assert config["upstream"] == f"http://{fleet.host('mirror1').address}/simple/"
+    assert "projects" not in config  # the allowlist lives on the primary only
+    primary = json.loads(_infra(fleet, "mirror1").file(f"{MIRROR_ROOT}/web/simple/index.v1_json").content_string)
+    downstream = json.loads(host.file(f"{MIRROR_ROOT}/web/simple/index.v1_json").content_string)
+    assert {p["name"] for p in downstream["projects"]} == MIRRORED
+    assert downstream["projects"] == primary["projects"]
+    assert downstream["meta"]["_last-serial"] == primary["meta"]["_last-serial"]
+    assert host.file(CRON_FILE).contains(f"{SYNC_EXECUTABLE} -c {SYNC_CONFIG} sync")
+
+
+@pytest.mark.parametrize("mirror", ["mirror1", "mirror2"])
+def test_last_serial_header_on_primary_and_downstream(fleet: Fleet, converged_ok: Converge, mirror: str) -> None:
+    host = _infra(fleet, mirror)
+    unit = host.service(SERIALS_PATH_UNIT)
+    assert unit.is_running and unit.is_enabled
+    serials_map = host.file(f"{MIRROR_ROOT}/serials.map")
+    assert serials_map.user == SYNC_USER and "/simple/fleet-app/ " in serials_map.content_string
+    base = f"http://{fleet.host(mirror).address}/simple/"
+    for path in ("", "fleet-app/", "fleet-util/"):
+        for accept in (PIP_ACCEPT, "text/html", "application/vnd.pypi.simple.v1+html"):
+            serial, header = _served_serial(base + path, accept)
+            assert header == str(serial), (mirror, path, accept)
+
+
+def test_client_of_the_downstream_points_at_it(fleet: Fleet, converged_ok: Converge) -> None:
+    host = _infra(fleet, "client3")
+    parser = configparser.ConfigParser()
+    parser.read_string(host.file("/etc/pip.conf").content_string)
+    downstream = fleet.host("mirror2").address
+    assert parser["global"]["index-url"] == f"http://{downstream}/simple/"
+    assert parser["global"]["trusted-host"] == downstream
+
+
+def test_upstream_release_reaches_the_downstream_client_after_two_syncs(
+    fleet: Fleet, converged_ok: Converge, upstream: Upstream
+) -> None:
+    client = fleet.host("client3")
+    venv = "/root/downstream-check"
+
+    def installed_app_version() -> str:
+        script = (
+            f"set -e; rm -rf {venv}; python3 -m venv {venv}; "
+            f"{CLIENT_ENV} {venv}/bin/pip install --no-cache-dir fleet-app; "
+            f"{venv}/bin/python -c 'import fleet_app, fleet_lib, fleet_util'; "
+            f"{venv}/bin/pip list --format=json"
+        )
+        proc = client.ssh(script, check=False, timeout=300)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        installed = {d["name"]: d["version"] for d in json.loads(proc.stdout.strip().splitlines()[-1])}
+        return installed["fleet-app"]
+
+    assert installed_app_version() == "1.0"
+    entry = upstream.tree.add_wheel("fleet-app", "1.1", requires_dist=["fleet-lib>=1.1"])
+    upstream.tree.write()
+    new_serial = upstream.tree.project_serial("fleet-app")
+
+    primary = _sync_as_mirror_user("mirror1", fleet)
+    assert primary["changed"] is True and primary["files"]["downloaded"] == 1  # type: ignore[index]
+    assert installed_app_version() == "1.0"  # the downstream has not synced yet
+
+    downstream = _sync_as_mirror_user("mirror2", fleet)
+    assert downstream["changed"] is True and downstream["files"]["downloaded"] == 1  # type: ignore[index]
+    assert installed_app_version() == "1.1"
+
+    # Both mirrors' path units reloaded nginx for the new serials.map: the header carries the new serial.
+    for mirror in ("mirror1", "mirror2"):
+        base = f"http://{fleet.host(mirror).address}/simple/fleet-app/"
+        for accept in (PIP_ACCEPT, "text/html"):
+            serial, header = _wait_for_header(base, accept)
+            assert serial == new_serial and header == str(new_serial), (mirror, accept, serial, header)
+    page = json.loads(_http(f"http://{fleet.host('mirror2').address}/simple/fleet-app/", PIP_ACCEPT)[2])
+    assert entry.filename in {f["filename"] for f in page["files"]}

@@ -1,6 +1,8 @@
 """The nginx role's vhost, rendered by Ansible and served by a real nginx on 127.0.0.1: PEP 691
 content negotiation with real Accept headers (pip's weighted one included), ?format=, media types,
-Vary, autoindex, the combined access log, the template's validate command, and pip itself."""
+Vary, autoindex, the combined access log, the statistics as JSON, the template's validate command,
+pip itself, and X-PyPI-Last-Serial from the serials.map a real `mirror-sync` run writes (and a
+second `mirror-sync` that mirrors the served mirror: a mirror of a mirror)."""
 from __future__ import annotations
 
 import hashlib
@@ -22,6 +24,9 @@ import pytest
 
 from tests.ansibleutil import render_template
 from tests.support.dists import build_wheel
+from tests.support.index_tree import IndexTree
+from tests.support.upstream_server import UpstreamServer
+from tests.syncutil import run_cli, write_config
 
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
 pytestmark = pytest.mark.skipif(NGINX is None, reason="nginx is not installed (tests/run installs it)")
@@ -74,7 +79,111 @@ def write_web_tree(web: Path) -> str:
         "files": [{"filename": filename, "url": f"../../{rel}", "hashes": {"sha256": digest},
                    "core-metadata": {"sha256": meta_digest}, "size": len(wheel)}],
     }))
+    # what `mirror-sync stats` writes under web/stats/
+    (web / "stats" / "projects").mkdir(parents=True)
+    (web / "stats" / "summary.json").write_text(json.dumps({"totals": {"downloads": 0}}))
+    (web / "stats" / "projects" / "demo.json").write_text(json.dumps({"project": "demo", "total": 0, "days": {}}))
+    # the vhost includes <directory>/serials.map (the role creates an empty one before the first sync)
+    (web.parent / "serials.map").write_text("")
     return filename
+
+
+class Nginx:
+    """A real nginx (master + workers, not daemonised) with one rendered vhost, on 127.0.0.1."""
+
+    def __init__(self, base: Path, vhost: Path, port: int) -> None:
+        self.base = base
+        self.prefix = base / "nginx"
+        self.prefix.mkdir(parents=True, exist_ok=True)
+        self.main = self.prefix / "nginx.conf"
+        self.port = port
+        self.proc: Optional[subprocess.Popen[bytes]] = None
+        self.main.write_text(f"""
+user root root;
+pid {self.prefix}/nginx.pid;
+error_log {self.prefix}/main-error.log;
+daemon off;
+worker_processes 1;
+events {{ worker_connections 64; }}
+http {{
+    include /etc/nginx/mime.types;
+    client_body_temp_path {self.prefix}/body;
+    proxy_temp_path {self.prefix}/proxy;
+    fastcgi_temp_path {self.prefix}/fastcgi;
+    uwsgi_temp_path {self.prefix}/uwsgi;
+    scgi_temp_path {self.prefix}/scgi;
+    include {vhost};
+}}
+""")
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen([str(NGINX), "-p", f"{self.prefix}/", "-c", str(self.main)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        for _ in range(200):  # bounded: up to ~10 s for nginx to listen
+            if self.proc.poll() is not None:
+                raise AssertionError(f"nginx exited: {self.proc.stderr.read().decode() if self.proc.stderr else ''}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        else:
+            raise AssertionError("nginx did not start listening")
+
+    def workers(self) -> set[int]:
+        """PIDs of the master's children (its worker processes)."""
+        assert self.proc is not None
+        children = set()
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == self.proc.pid:
+                children.add(int(stat.parent.name))
+        return children
+
+    def reload(self) -> None:
+        """`nginx -s reload`, then wait (bounded) until every old worker has exited, so that each
+        later request is answered with the configuration (and serials.map) read at the reload."""
+        old = self.workers()
+        assert old, "nginx has no workers"
+        subprocess.run([str(NGINX), "-p", f"{self.prefix}/", "-c", str(self.main), "-s", "reload"],
+                       check=True, capture_output=True, timeout=60)
+        for _ in range(600):  # bounded: up to ~30 s
+            current = self.workers()
+            if current and not current & old:
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"nginx workers {old} did not exit after the reload")
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=20)
+
+
+def render_vhost(tmp_path: Path, web: Path, port: int, **overrides: object) -> Path:
+    logs = tmp_path / "logs"
+    logs.mkdir(exist_ok=True)
+    return render_template("pypi_mirror_nginx", "vhost.conf.j2", tmp_path / "vhost.conf", tmp_path, {
+        "pypi_mirror_nginx_root": str(web),
+        "pypi_mirror_nginx_port": port,
+        "pypi_mirror_nginx_listen_address": "127.0.0.1",
+        "pypi_mirror_nginx_default_server": False,
+        "pypi_mirror_nginx_access_log": str(logs / "access.log"),
+        "pypi_mirror_nginx_error_log": str(logs / "error.log"),
+        **overrides,
+    })
 
 
 @pytest.fixture(scope="module")
@@ -83,58 +192,13 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     web = tmp_path / "web"
     wheel_name = write_web_tree(web)
     port = free_port()
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    access_log = logs / "access.log"
-    vhost = render_template("pypi_mirror_nginx", "vhost.conf.j2", tmp_path / "vhost.conf", tmp_path, {
-        "pypi_mirror_nginx_root": str(web),
-        "pypi_mirror_nginx_port": port,
-        "pypi_mirror_nginx_listen_address": "127.0.0.1",
-        "pypi_mirror_nginx_default_server": False,
-        "pypi_mirror_nginx_access_log": str(access_log),
-        "pypi_mirror_nginx_error_log": str(logs / "error.log"),
-    })
-    prefix = tmp_path / "nginx"
-    prefix.mkdir()
-    main = prefix / "nginx.conf"
-    main.write_text(f"""
-user root root;
-pid {prefix}/nginx.pid;
-error_log {logs}/main-error.log;
-daemon off;
-worker_processes 1;
-events {{ worker_connections 64; }}
-http {{
-    include /etc/nginx/mime.types;
-    client_body_temp_path {prefix}/body;
-    proxy_temp_path {prefix}/proxy;
-    fastcgi_temp_path {prefix}/fastcgi;
-    uwsgi_temp_path {prefix}/uwsgi;
-    scgi_temp_path {prefix}/scgi;
-    include {vhost};
-}}
-""")
-    proc = subprocess.Popen([str(NGINX), "-p", f"{prefix}/", "-c", str(main)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    vhost = render_vhost(tmp_path, web, port)
+    nginx = Nginx(tmp_path, vhost, port)
     try:
-        for _ in range(200):  # bounded: up to ~10 s for nginx to listen
-            if proc.poll() is not None:
-                raise AssertionError(f"nginx exited: {proc.stderr.read().decode() if proc.stderr else ''}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        else:
-            raise AssertionError("nginx did not start listening")
-        yield Served(base=f"http://127.0.0.1:{port}", web=web, access_log=access_log, wheel_name=wheel_name)
+        nginx.start()
+        yield Served(base=nginx.base_url, web=web, access_log=tmp_path / "logs" / "access.log", wheel_name=wheel_name)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=20)
+        nginx.stop()
 
 
 def get(url: str, accept: Optional[str] = None) -> tuple[int, dict[str, str], bytes]:
@@ -264,9 +328,20 @@ def test_pip_downloads_through_the_vhost_using_json(served: Served, tmp_path: Pa
     assert pages and int(pages[-1].group(8)) == json_size and pages[-1].group(7) == "200"
 
 
+def test_statistics_are_served_as_json(served: Served) -> None:
+    for path in ("/stats/summary.json", "/stats/projects/demo.json"):
+        status, headers, body = get(served.base + path, BROWSER_ACCEPT)
+        assert status == 200 and media_type(headers) == "application/json", (path, headers)
+        assert isinstance(json.loads(body), dict)
+        assert "x-pypi-last-serial" not in headers
+    status, _, body = get(served.base + "/stats/projects/", BROWSER_ACCEPT)
+    assert status == 200 and b"demo.json" in body
+
+
 def test_validate_command_accepts_the_vhost_and_rejects_a_broken_one(tmp_path: Path) -> None:
     checker = render_template("pypi_mirror_nginx", "pypi-mirror-nginx-check.j2", tmp_path / "check", tmp_path, {})
     checker.chmod(0o755)
+    (tmp_path / "serials.map").write_text("")  # <directory>/serials.map for the root <directory>/web
     logs = tmp_path / "logs"
     logs.mkdir()
     good = render_template("pypi_mirror_nginx", "vhost.conf.j2", tmp_path / "good.conf", tmp_path, {
@@ -282,6 +357,22 @@ def test_validate_command_accepts_the_vhost_and_rejects_a_broken_one(tmp_path: P
     broken.write_text(good.read_text().replace("absolute_redirect off;", "absolute_redirect maybe;"))
     proc = subprocess.run([str(checker), str(broken)], capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0 and "absolute_redirect" in proc.stderr
+    # the role creates an empty serials.map before the first check: without one nginx refuses the vhost
+    (tmp_path / "serials.map").unlink()
+    proc = subprocess.run([str(checker), str(good)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0 and "serials.map" in proc.stderr
+
+
+def test_last_serial_header_can_be_turned_off(tmp_path: Path) -> None:
+    """Off: no map, no include of serials.map (none need exist), no header."""
+    checker = render_template("pypi_mirror_nginx", "pypi-mirror-nginx-check.j2", tmp_path / "check", tmp_path, {})
+    checker.chmod(0o755)
+    vhost = render_vhost(tmp_path, tmp_path / "web", free_port(), pypi_mirror_nginx_last_serial_header=False)
+    text = vhost.read_text()
+    assert "serials.map" not in text and "X-PyPI-Last-Serial" not in text
+    assert not (tmp_path / "serials.map").exists()
+    proc = subprocess.run([str(checker), str(vhost)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
 
 
 def test_tls_vhost_is_valid_nginx(tmp_path: Path) -> None:
@@ -294,6 +385,7 @@ def test_tls_vhost_is_valid_nginx(tmp_path: Path) -> None:
                     "-days", "2", "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True, timeout=120)
     checker = render_template("pypi_mirror_nginx", "pypi-mirror-nginx-check.j2", tmp_path / "check", tmp_path, {})
     checker.chmod(0o755)
+    (tmp_path / "serials.map").write_text("")
     logs = tmp_path / "logs"
     logs.mkdir()
     vhost = render_template("pypi_mirror_nginx", "vhost.conf.j2", tmp_path / "tls.conf", tmp_path, {
@@ -310,3 +402,148 @@ def test_tls_vhost_is_valid_nginx(tmp_path: Path) -> None:
     assert "ssl_certificate " + str(cert) in vhost.read_text()
     proc = subprocess.run([str(checker), str(vhost)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
+
+
+# -- X-PyPI-Last-Serial after a real sync, and a mirror of the mirror ------------------------------------
+
+
+@dataclass
+class SyncedMirror:
+    tree: IndexTree
+    upstream: UpstreamServer
+    directory: Path
+    config: Path
+    nginx: Nginx
+
+
+def sync(config: Path) -> dict[str, object]:
+    code, summary, stderr = run_cli(config, "sync", timeout=300)
+    assert code == 0, (summary, stderr)
+    return summary
+
+
+@pytest.fixture
+def synced_mirror(tmp_path: Path) -> Iterator[SyncedMirror]:
+    """A tiny generated upstream, nginx serving an empty mirror directory (with the empty serials.map
+    the role creates), then one real `mirror-sync` run into that directory."""
+    tree = IndexTree(tmp_path / "upstream")
+    tree.add_wheel("alpha", "1.0", requires_dist=["beta"])
+    tree.add_sdist("alpha", "1.0")
+    tree.add_wheel("beta", "2.0")
+    tree.add_wheel("Gamma_Pkg", "0.1")
+    tree.touch("alpha")  # serials differ from project to project
+    tree.write()
+    directory = tmp_path / "mirror"
+    directory.mkdir()
+    (directory / "serials.map").write_text("")
+    port = free_port()
+    nginx = Nginx(tmp_path, render_vhost(tmp_path, directory / "web", port), port)
+    with UpstreamServer(tree.root) as upstream:
+        try:
+            nginx.start()
+            config = write_config(tmp_path / "mirror.yml", upstream.url, directory)
+            sync(config)
+            yield SyncedMirror(tree=tree, upstream=upstream, directory=directory, config=config, nginx=nginx)
+        finally:
+            nginx.stop()
+
+
+def served_serials(base: str) -> dict[str, int]:
+    """{"/simple/": root serial, "/simple/<name>/": project serial} as the JSON pages say."""
+    status, _, body = get(base + "/simple/", PIP_ACCEPT)
+    assert status == 200
+    root = json.loads(body)
+    serials = {"/simple/": root["meta"]["_last-serial"]}
+    for entry in root["projects"]:
+        path = f"/simple/{canonicalize(entry['name'])}/"
+        status, _, body = get(base + path, PIP_ACCEPT)
+        assert status == 200, path
+        page = json.loads(body)
+        assert page["meta"]["_last-serial"] == entry["_last-serial"], path
+        serials[path] = page["meta"]["_last-serial"]
+    return serials
+
+
+def canonicalize(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def assert_headers_match(base: str, serials: dict[str, int]) -> None:
+    wrong = []
+    for path, serial in serials.items():
+        for accept in (PIP_ACCEPT, JSON_TYPE, HTML_TYPE, "text/html", BROWSER_ACCEPT, None):
+            for query in ("", "?format=json", "?format=html"):
+                status, headers, _ = get(base + path + query, accept)
+                if status != 200 or headers.get("x-pypi-last-serial") != str(serial):
+                    wrong.append((path + query, accept, status, headers.get("x-pypi-last-serial"), serial))
+    assert not wrong, wrong
+
+
+def test_last_serial_header_follows_the_engines_serials_map(synced_mirror: SyncedMirror) -> None:
+    mirror, tree = synced_mirror, synced_mirror.tree
+    base = mirror.nginx.base_url
+    # nginx read the empty map at start: no header until it is reloaded
+    status, headers, _ = get(base + "/simple/", PIP_ACCEPT)
+    assert status == 200 and "x-pypi-last-serial" not in headers
+    assert (mirror.directory / "serials.map").read_text().strip()
+    mirror.nginx.reload()
+    serials = served_serials(base)
+    # the pages carry upstream's serials, and the header equals them for JSON and HTML alike
+    assert serials == {"/simple/": tree.serial, "/simple/alpha/": tree.project_serial("alpha"),
+                       "/simple/beta/": tree.project_serial("beta"),
+                       "/simple/gamma-pkg/": tree.project_serial("gamma-pkg")}
+    assert len({serial for path, serial in serials.items() if path != "/simple/"}) == 3  # one per project
+    assert_headers_match(base, serials)
+    # only index pages carry it: not files, not unknown projects, not listings
+    page = json.loads(get(base + "/simple/beta/", PIP_ACCEPT)[2])
+    status, headers, _ = get(urllib.request.urljoin(base + "/simple/beta/", page["files"][0]["url"]))
+    assert status == 200 and "x-pypi-last-serial" not in headers
+    status, headers, _ = get(base + "/simple/nope/", PIP_ACCEPT)
+    assert status == 404 and "x-pypi-last-serial" not in headers
+
+    # a new release upstream: the next sync rewrites the map, and after a reload the header follows
+    tree.add_wheel("beta", "2.1")
+    tree.write()
+    summary = sync(mirror.config)
+    assert summary["changed"] is True
+    mirror.nginx.reload()
+    after = served_serials(base)
+    assert after["/simple/beta/"] == tree.project_serial("beta") > serials["/simple/beta/"]
+    assert after["/simple/"] == tree.serial and after["/simple/alpha/"] == serials["/simple/alpha/"]
+    assert_headers_match(base, after)
+
+
+def test_a_mirror_of_the_served_mirror(synced_mirror: SyncedMirror, tmp_path: Path) -> None:
+    """A downstream mirror syncs from the nginx-served mirror with mirror-sync itself: same projects,
+    files and serials; a change upstream reaches it after two syncs; an unchanged run changes nothing."""
+    mirror = synced_mirror
+    mirror.nginx.reload()
+    downstream = tmp_path / "downstream"
+    down_config = write_config(tmp_path / "downstream.yml", mirror.nginx.base_url + "/simple/", downstream)
+
+    def same_as_primary() -> None:
+        primary_root = json.loads((mirror.directory / "web" / "simple" / "index.v1_json").read_text())
+        down_root = json.loads((downstream / "web" / "simple" / "index.v1_json").read_text())
+        assert down_root["projects"] == primary_root["projects"]
+        assert down_root["meta"]["_last-serial"] == primary_root["meta"]["_last-serial"]
+        assert (downstream / "serials.map").read_text() == (mirror.directory / "serials.map").read_text()
+        for entry in primary_root["projects"]:
+            name = canonicalize(entry["name"])
+            primary_page = json.loads((mirror.directory / "web" / "simple" / name / "index.v1_json").read_text())
+            down_page = json.loads((downstream / "web" / "simple" / name / "index.v1_json").read_text())
+            assert [(f["filename"], f["hashes"]) for f in down_page["files"]] == \
+                [(f["filename"], f["hashes"]) for f in primary_page["files"]]
+
+    summary = sync(down_config)
+    assert summary["changed"] is True and summary["files"]["failed"] == 0
+    same_as_primary()
+    assert sync(down_config)["changed"] is False
+
+    entry = mirror.tree.add_wheel("gamma-pkg", "0.2")
+    mirror.tree.write()
+    sync(mirror.config)       # the primary first
+    mirror.nginx.reload()     # (the role's path unit does this on systemd hosts)
+    sync(down_config)         # then the downstream
+    same_as_primary()
+    page = json.loads((downstream / "web" / "simple" / "gamma-pkg" / "index.v1_json").read_text())
+    assert entry.filename in {f["filename"] for f in page["files"]}

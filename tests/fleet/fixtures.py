@@ -1,7 +1,8 @@
 """pytest fixtures for fleet tests: import them into a test module (`from tests.fleet.fixtures import *`).
 
-`fleet` is session-scoped: one mirror host with a loop block device and two clients, booted once and
-torn down at the end of the session, also when tests fail. Phase timings are printed at the end.
+`fleet` is session-scoped: a primary mirror host with a loop block device and two clients, a downstream
+mirror (its own loop device) and its client, booted once and torn down at the end of the session, also
+when tests fail. Phase timings are printed at the end.
 """
 
 from __future__ import annotations
@@ -25,11 +26,16 @@ TIMINGS: dict[str, float] = {}
 
 
 def fleet_specs(uv: Path | None) -> list[HostSpec]:
+    """The primary mirror and two of its clients; a downstream mirror of the primary (issue 5) and a
+    client that installs through the downstream."""
     client_files = ((UV_PATH_ON_HOST, uv, 0o755),) if uv is not None else ()
     return [
         HostSpec("mirror1", 1, ("mirror",), volume_mb=MIRROR_VOLUME_MB),
         HostSpec("client1", 2, ("clients",), files=client_files),
         HostSpec("client2", 3, ("clients",), files=client_files),
+        HostSpec("mirror2", 4, ("mirror_downstream",), volume_mb=MIRROR_VOLUME_MB),
+        HostSpec("client3", 5, ("clients",), files=client_files,
+                 hostvars=(("pypi_mirror_client_mirror_group", "mirror_downstream"),)),
     ]
 
 
