@@ -87,6 +87,14 @@ def _file_from_row(row: sqlite3.Row) -> MirroredFile:
     )
 
 
+def meta_int(value: Optional[str]) -> Optional[int]:
+    """A meta value as an integer, None when unset or not a number."""
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
 class State:
     def __init__(self, path: Path, readonly: bool = False) -> None:
         self.path = path
@@ -118,6 +126,9 @@ class State:
     def get_meta(self, key: str) -> Optional[str]:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else row[0]
+
+    def get_meta_int(self, key: str) -> Optional[int]:
+        return meta_int(self.get_meta(key))
 
     def set_meta(self, key: str, value: Optional[str]) -> None:
         self.db.execute("INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value))

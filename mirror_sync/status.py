@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 from typing import Any, Optional
 
 from .config import Config
-from .state import State
+from .state import State, meta_int
 
 
 def _parse_ts(value: Optional[str]) -> Optional[float]:
@@ -14,13 +14,6 @@ def _parse_ts(value: Optional[str]) -> Optional[float]:
         return None
     try:
         return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()
-    except ValueError:
-        return None
-
-
-def _int(value: Optional[str]) -> Optional[int]:
-    try:
-        return int(value) if value is not None else None
     except ValueError:
         return None
 
@@ -58,8 +51,8 @@ def read_status(config: Config) -> dict[str, Any]:
         out[key] = meta.get(key)
     duration = meta.get("last_duration_s")
     out["last_duration_s"] = float(duration) if duration else None
-    upstream_serial = _int(meta.get("upstream_serial"))
-    mirror_serial = _int(meta.get("mirror_serial"))
+    upstream_serial = meta_int(meta.get("upstream_serial"))
+    mirror_serial = meta_int(meta.get("mirror_serial"))
     out["upstream_serial"] = upstream_serial
     out["mirror_serial"] = mirror_serial
     if upstream_serial is not None and mirror_serial is not None:
@@ -68,7 +61,7 @@ def read_status(config: Config) -> dict[str, Any]:
     out["lag_seconds"] = round(time.time() - success, 1) if success is not None else None
     out["projects"], out["files"], out["bytes"] = projects, files, size
     for key in ("last_failures", "last_downloaded", "last_downloaded_bytes", "last_deleted_files"):
-        out[key] = _int(meta.get(key))
+        out[key] = meta_int(meta.get(key))
     return out
 
 

@@ -122,7 +122,7 @@ class Syncer:
         clear_dir(cfg.web / STAGING)  # what an interrupted run staged or half-downloaded
         clear_dir(cfg.packages_dir / ".incoming")
         if state.garbage():  # an interrupted run left deletions half done: finish them first
-            publisher.publish_root(_int(state.get_meta("mirror_serial")))
+            publisher.publish_root(state.get_meta_int("mirror_serial"))
             publisher.collect_garbage()
         state.set_meta("last_sync_started", utc_iso(started))
         client = HttpClient(cfg.workers, cfg.timeout, cfg.retries)
@@ -137,8 +137,8 @@ class Syncer:
             self.stats.deleted_projects = len(deleted)
             changed = bool(publisher.published or deleted or self.stats.synced)
             ok = not self.stats.failed
-            serial = root.serial if ok else _int(state.get_meta("mirror_serial"))
-            if changed or not (cfg.simple_dir / "index.v1_json").is_file() or (ok and serial != _int(state.get_meta("mirror_serial"))):
+            serial = root.serial if ok else state.get_meta_int("mirror_serial")
+            if changed or not (cfg.simple_dir / "index.v1_json").is_file() or (ok and serial != state.get_meta_int("mirror_serial")):
                 publisher.publish_root(serial if serial is not None else root.serial)
             publisher.collect_garbage()
             state.set_meta("upstream_serial", None if root.serial is None else str(root.serial))
@@ -230,7 +230,7 @@ class Syncer:
     def _summary(self, state: Optional[State], root: Optional[RootIndex], started: float, deleted: list[str], files_deleted: int = 0) -> dict[str, Any]:
         finished = time.time()
         projects, files, size = state.totals() if state is not None else (0, 0, 0)
-        mirror_serial = _int(state.get_meta("mirror_serial")) if state is not None else None
+        mirror_serial = state.get_meta_int("mirror_serial") if state is not None else None
         s = self.stats
         summary: dict[str, Any] = {
             "command": "sync",
@@ -281,7 +281,7 @@ class _Runner:
         self.root = root
         self.known = known
         self.make_syncer = make_syncer
-        self.local_serial = _int(state.get_meta("local_serial")) if state is not None else None
+        self.local_serial = state.get_meta_int("local_serial") if state is not None else None
         self.last_root_publish = time.monotonic()
 
     def _selection_key(self, want: Optional[Want]) -> str:
@@ -387,7 +387,7 @@ class _Runner:
             self.publisher.add(result)
             if time.monotonic() - self.last_root_publish > ROOT_REPUBLISH_SECONDS:
                 self.publisher.flush()
-                self.publisher.publish_root(_int(self.state.get_meta("mirror_serial")) if self.state else None)
+                self.publisher.publish_root(self.state.get_meta_int("mirror_serial") if self.state else None)
                 self.last_root_publish = time.monotonic()
         if not result.unchanged:
             log.debug("event=project-synced project=%s files=%d downloaded=%d", result.task.canonical, len(result.files), result.downloaded)
@@ -440,10 +440,3 @@ class _Runner:
 
     def _state_files(self, canonical: str) -> list[MirroredFile]:
         return self.state.files_of(canonical) if self.state is not None else []
-
-
-def _int(value: Optional[str]) -> Optional[int]:
-    try:
-        return int(value) if value is not None else None
-    except ValueError:
-        return None

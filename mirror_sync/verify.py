@@ -207,10 +207,7 @@ class Verifier:
     def _repair_root(self, state: State) -> None:
         from .publish import Publisher
 
-        mirror_serial = state.get_meta("mirror_serial")
-        Publisher(state, self.config.web, None, fsync=self.config.fsync).publish_root(
-            int(mirror_serial) if mirror_serial else None
-        )
+        Publisher(state, self.config.web, None, fsync=self.config.fsync).publish_root(state.get_meta_int("mirror_serial"))
 
     def _check_root(self, state: State) -> None:
         import json
