@@ -308,17 +308,19 @@ class _Runner:
             local = self.local_serial
         return ProjectTask(canonical, display, root_serial, want, selection, previous, fingerprint, prev_selection, local)
 
-    def run_wave(self, wants: dict[str, Optional[Want]]) -> list[ProjectResult]:
-        """Sync every project of `wants` that changed; returns the results (changed or not)."""
+    def run_wave(self, wants: dict[str, Optional[Want]]) -> dict[str, list[str]]:
+        """Sync every project of `wants` that changed. Returns, for the closure, each synced
+        project's Requires-Dist lines; a full mirror keeps nothing per project in memory."""
         todo = []
         for canonical, want in wants.items():
             selection = self._selection_key(want)
             if self._needs_sync(canonical, selection):
                 todo.append(self._task(canonical, want, selection))
         if not todo:
-            return []
+            return {}
         progress = Progress(len(todo), "sync")
-        results: list[ProjectResult] = []
+        requires: dict[str, list[str]] = {}
+        keep = self.sync.closure_mode
         fatal: Optional[BaseException] = None
         pending: set[Future[ProjectResult]] = set()
         tasks = iter(todo)
@@ -361,7 +363,8 @@ class _Runner:
                         progress.step(failed=True)
                         continue
                     self._record(result)
-                    results.append(result)
+                    if keep:
+                        requires[task.canonical] = sorted({line for f in result.files for line in (f.requires_dist or [])})
                     progress.step()
                 if fatal is None:
                     submit_more()
@@ -373,7 +376,7 @@ class _Runner:
             self.publisher.flush()
             if self.state is not None and self.local_serial is not None:
                 self.state.set_meta("local_serial", str(self.local_serial))
-        return results
+        return requires
 
     def _record(self, result: ProjectResult) -> None:
         s = self.sync.stats
@@ -415,12 +418,11 @@ class _Runner:
         required_by: dict[str, str] = {}
         while frontier and rounds < MAX_CLOSURE_ROUNDS:
             rounds += 1
-            results = {r.task.canonical: r for r in self.run_wave(dict(frontier))}
+            synced = self.run_wave(dict(frontier))
             next_frontier: dict[str, Want] = {}
             if follow:
                 for canonical, want in frontier.items():
-                    files = results[canonical].files if canonical in results else self._state_files(canonical)
-                    requires = sorted({line for f in files for line in (f.requires_dist or [])})
+                    requires = synced[canonical] if canonical in synced else self._state_requires(canonical)
                     assert self.sync.evaluator is not None
                     for dep in self.sync.evaluator.needed(requires, frozenset(want.extras)):
                         dep_name: str = canonicalize_name(dep.name)
@@ -438,5 +440,6 @@ class _Runner:
             frontier = next_frontier
         return set(wants)
 
-    def _state_files(self, canonical: str) -> list[MirroredFile]:
-        return self.state.files_of(canonical) if self.state is not None else []
+    def _state_requires(self, canonical: str) -> list[str]:
+        files = self.state.files_of(canonical) if self.state is not None else []
+        return sorted({line for f in files for line in (f.requires_dist or [])})
