@@ -14,7 +14,7 @@ from packaging.utils import (
 
 from .errors import HostileDataError
 
-_CANONICAL_RE = re.compile(r"^[a-z0-9]([a-z0-9._-]*[a-z0-9])?$")
+_SEPARATORS = re.compile(r"[-_.]+")
 _NAME_RE = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE)
 _FILENAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+!~-]*$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -23,13 +23,13 @@ _SDIST_SUFFIXES = (".tar.gz", ".zip", ".tar.bz2", ".tar.xz", ".tgz", ".tar")
 
 
 def canonical_project(name: str) -> str:
-    """Canonical name of a project name from upstream, or HostileDataError if it is unsafe."""
-    if not isinstance(name, str) or not _NAME_RE.match(name) or len(name) > 200:
+    """Canonical name of a project name from upstream, or HostileDataError if it is unsafe.
+
+    A name that matches PEP 508's name pattern canonicalises (PEP 503) to letters, digits and
+    single dashes, never starting or ending with a dash: safe as a path component."""
+    if not isinstance(name, str) or len(name) > 200 or not _NAME_RE.match(name):
         raise HostileDataError(f"upstream lists an invalid project name {name!r}")
-    canon = canonicalize_name(name)
-    if not _CANONICAL_RE.match(canon):
-        raise HostileDataError(f"upstream lists an invalid project name {name!r}")
-    return canon
+    return _SEPARATORS.sub("-", name).lower()
 
 
 def check_filename(filename: object) -> str:

@@ -87,7 +87,7 @@ class Verifier:
         web = self.config.web
         referenced: set[str] = set()
         updates: list[tuple[int, str]] = []
-        for f in list(state.all_files()):
+        for f in state.all_files():  # streamed: a big mirror's file list is never held whole
             referenced.add(f.path)
             self.checked_files += 1
             target = web / f.path
