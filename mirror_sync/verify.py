@@ -3,15 +3,20 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import multiprocessing
 import os
 import time
+from collections import deque
+from concurrent.futures import Future, ProcessPoolExecutor
+from itertools import islice
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 from .config import Config
 from .download import Downloader, hash_file
 from .errors import MirrorSyncError
 from .fsutil import MirrorLock, write_atomic
+from .metadata import wheel_metadata
 from .http import HttpClient
 from .models import MirroredFile
 from .project_sync import PAGE_NAMES
@@ -20,6 +25,53 @@ from .state import ProjectRow, State
 from .sync import utc_iso
 
 log = logging.getLogger("mirror_sync")
+
+
+PARALLEL_VERIFY_FILES = 4000  # from this many files on, worker processes hash them
+VERIFY_CHUNK = 512
+
+# (path, size, sha256, mtime_ns, metadata sha256 or None)
+CheckItem = tuple[str, int, str, int, Optional[str]]
+# (problem: None | "missing" | "corrupt" | "touched", the file's mtime_ns when touched, the .metadata's problem)
+FileCheck = tuple[Optional[str], Optional[int], Optional[str]]
+
+
+def _check_item(f: MirroredFile) -> CheckItem:
+    return (f.path, f.size, f.sha256, f.mtime_ns, f.metadata_sha256)
+
+
+def check_file(web: str, item: CheckItem, full: bool) -> FileCheck:
+    """Size and mtime against the state (a changed mtime, or `full`, re-hashes); the .metadata
+    file's hash. Pure: runs in worker processes too."""
+    path, size, sha256, mtime_ns, meta_sha = item
+    target = os.path.join(web, path)
+    problem: Optional[str] = None
+    new_mtime: Optional[int] = None
+    try:
+        st = os.stat(target)
+    except FileNotFoundError:
+        problem = "missing"
+    else:
+        if st.st_size != size:
+            problem = "corrupt"
+        elif full or st.st_mtime_ns != mtime_ns:
+            if hash_file(Path(target))[1] != sha256:
+                problem = "corrupt"
+            elif st.st_mtime_ns != mtime_ns:
+                problem, new_mtime = "touched", st.st_mtime_ns
+    meta_problem: Optional[str] = None
+    if meta_sha is not None:
+        try:
+            with open(target + ".metadata", "rb") as fh:
+                if hashlib.sha256(fh.read()).hexdigest() != meta_sha:
+                    meta_problem = "corrupt"
+        except FileNotFoundError:
+            meta_problem = "missing"
+    return problem, new_mtime, meta_problem
+
+
+def check_files(web: str, items: list[CheckItem], full: bool) -> list[FileCheck]:
+    return [check_file(web, item, full) for item in items]
 
 
 class Verifier:
@@ -84,44 +136,54 @@ class Verifier:
 
     # -- files ----------------------------------------------------------------------------------
     def _check_files(self, state: State, downloader: Optional[Downloader]) -> set[str]:
-        web = self.config.web
         referenced: set[str] = set()
         updates: list[tuple[int, str]] = []
-        for f in state.all_files():  # streamed: a big mirror's file list is never held whole
+        for f, (problem, mtime_ns, meta_problem) in self._file_checks(state):
             referenced.add(f.path)
             self.checked_files += 1
-            target = web / f.path
-            problem = self._file_problem(f, target)
             if problem == "missing":
                 self.missing.append(f.path)
             elif problem == "corrupt":
                 self.corrupt.append(f.path)
-            elif problem == "touched":
-                updates.append((target.stat().st_mtime_ns, f.path))
+            elif problem == "touched" and mtime_ns is not None:
+                updates.append((mtime_ns, f.path))
             if problem in ("missing", "corrupt") and downloader is not None:
                 self._refetch(f, downloader, updates)
             if f.metadata_sha256:
                 referenced.add(f.path + ".metadata")
-                self._check_metadata(f, downloader)
+                if meta_problem is not None:
+                    (self.missing if meta_problem == "missing" else self.corrupt).append(f.path + ".metadata")
+                    if downloader is not None:
+                        self._repair_metadata(f, downloader)
         if updates:
             state.begin()
             state.db.executemany("UPDATE files SET mtime_ns = ? WHERE path = ?", updates)
             state.commit()
         return referenced
 
-    def _file_problem(self, f: MirroredFile, target: Path) -> Optional[str]:
-        try:
-            st = target.stat()
-        except FileNotFoundError:
-            return "missing"
-        if st.st_size != f.size:
-            return "corrupt"
-        if self.full or st.st_mtime_ns != f.mtime_ns:
-            _size, sha = hash_file(target)
-            if sha != f.sha256:
-                return "corrupt"
-            return "touched" if st.st_mtime_ns != f.mtime_ns else None
-        return None
+    def _file_checks(self, state: State) -> Iterator[tuple[MirroredFile, FileCheck]]:
+        """Each file with its check, in state order. Large mirrors are checked by worker
+        processes (hashing is CPU-bound), a bounded window of chunks at a time."""
+        web = str(self.config.web)
+        files = state.all_files()
+        total = state.totals()[1]
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        if total < PARALLEL_VERIFY_FILES or cores < 2:
+            for f in files:
+                yield f, check_file(web, _check_item(f), self.full)
+            return
+        with ProcessPoolExecutor(cores, mp_context=multiprocessing.get_context("fork")) as pool:
+            window: deque[tuple[list[MirroredFile], Future[list[FileCheck]]]] = deque()
+            while True:
+                while len(window) < cores * 2:
+                    chunk = list(islice(files, VERIFY_CHUNK))
+                    if not chunk:
+                        break
+                    window.append((chunk, pool.submit(check_files, web, [_check_item(f) for f in chunk], self.full)))
+                if not window:
+                    return
+                chunk, fut = window.popleft()
+                yield from zip(chunk, fut.result())
 
     def _refetch(self, f: MirroredFile, downloader: Downloader, updates: list[tuple[int, str]]) -> None:
         target = self.config.web / f.path
@@ -140,22 +202,12 @@ class Verifier:
         updates.append((target.stat().st_mtime_ns, f.path))
         self.repaired += 1
 
-    def _check_metadata(self, f: MirroredFile, downloader: Optional[Downloader]) -> None:
+    def _repair_metadata(self, f: MirroredFile, downloader: Downloader) -> None:
         path = self.config.web / (f.path + ".metadata")
-        try:
-            data = path.read_bytes()
-            if hashlib.sha256(data).hexdigest() == f.metadata_sha256:
-                return
-            self.corrupt.append(f.path + ".metadata")
-        except FileNotFoundError:
-            self.missing.append(f.path + ".metadata")
-        if downloader is None:
-            return
         try:
             data = downloader.fetch_bytes(f.url + ".metadata", f"metadata of {f.filename}", f.metadata_sha256)
         except MirrorSyncError:
-            from .metadata import wheel_metadata  # the wheel's own METADATA was what we published
-
+            # what was published may be the wheel's own METADATA (upstream advertised none)
             data = wheel_metadata(self.config.web / f.path) or b""
             if hashlib.sha256(data).hexdigest() != f.metadata_sha256:
                 self.failures.append({"project": f.project, "file": f.filename + ".metadata", "error": "cannot restore metadata"})

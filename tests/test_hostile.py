@@ -338,3 +338,32 @@ def test_ext3_is_refused(index_tree: IndexTree, upstream, tmp_path: Path) -> Non
             subprocess.run(["umount", str(mnt)], check=True)
     finally:
         subprocess.run(["losetup", "-d", loop], check=True)
+
+
+def test_verify_in_worker_processes_finds_the_same_damage(index_tree: IndexTree, upstream, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Large mirrors are hashed by worker processes: the verdicts are the same."""
+    import mirror_sync.verify as verify_module
+    from mirror_sync.config import load_config
+
+    for i in range(30):
+        index_tree.add_wheel(f"many{i:02d}", "1.0")
+    index_tree.write()
+    mirror = tmp_path / "mirror"
+    cfg = write_config(tmp_path / "m.yml", upstream.url, mirror)
+    assert run_cli(cfg, "sync")[0] == 0
+    web = mirror / "web"
+    files = sorted((web / "packages").rglob("*.whl"))
+    files[3].unlink()
+    files[17].write_bytes(b"x")
+    metadata = files[25].with_name(files[25].name + ".metadata")
+    metadata.write_bytes(b"Metadata-Version: 2.1\nName: tampered\n")
+    monkeypatch.setattr(verify_module, "PARALLEL_VERIFY_FILES", 5)
+    monkeypatch.setattr(verify_module, "VERIFY_CHUNK", 4)
+    report = verify_module.Verifier(load_config(cfg), full=True).run()
+    rel = lambda p: str(p.relative_to(web))  # noqa: E731
+    assert report["checked_files"] == 30 and not report["ok"]
+    assert report["missing"] == [rel(files[3])]
+    assert sorted(report["corrupt"]) == sorted([rel(files[17]), rel(metadata)])
+    report = verify_module.Verifier(load_config(cfg), full=True, repair=True).run()
+    assert report["ok"] and report["repaired"] == 3
+    assert len(check_mirror(mirror)) == 30
