@@ -149,6 +149,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 def _write_metrics(cfg: Config, command: str, summary: dict[str, Any]) -> None:
     """Prometheus textfile after every run, when configured."""
+    if not cfg.metrics.textfile_directory:
+        return
     from .metrics import record_run
     from .status import read_status
 

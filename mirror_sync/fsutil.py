@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import fcntl
 import logging
@@ -80,11 +79,8 @@ class Flusher:
 
     def __init__(self, directory: Path) -> None:
         self.fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-        libc_name = ctypes.util.find_library("c")
-        self._syncfs = None
-        if libc_name:
-            libc = ctypes.CDLL(libc_name, use_errno=True)
-            self._syncfs = getattr(libc, "syncfs", None)
+        # the C library this process already has loaded (find_library would spawn ldconfig)
+        self._syncfs = getattr(ctypes.CDLL(None, use_errno=True), "syncfs", None)
 
     def flush(self) -> None:
         if self._syncfs is not None and self._syncfs(self.fd) == 0:

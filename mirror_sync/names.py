@@ -32,6 +32,26 @@ def canonical_project(name: str) -> str:
     return _SEPARATORS.sub("-", name).lower()
 
 
+_NAME_LINES_RE = re.compile(r"(?:[A-Z0-9](?:[A-Z0-9._-]{0,198}[A-Z0-9])?\n)*", re.IGNORECASE)
+
+
+def canonical_projects(names: list[object]) -> list[Optional[str]]:
+    """canonical_project() for many names at once; None where a name is invalid."""
+    if all(type(n) is str for n in names):
+        joined = "\n".join(names) + "\n"  # type: ignore[arg-type]
+        if _NAME_LINES_RE.fullmatch(joined):
+            canonicals = _SEPARATORS.sub("-", joined).lower().split("\n")[:-1]
+            if len(canonicals) == len(names):  # a name with a newline in it would split in two
+                return canonicals  # type: ignore[return-value]
+    out: list[Optional[str]] = []
+    for name in names:
+        try:
+            out.append(canonical_project(name))  # type: ignore[arg-type]
+        except HostileDataError:
+            out.append(None)
+    return out
+
+
 def check_filename(filename: object) -> str:
     """A distribution filename that is safe as one path component."""
     if (

@@ -170,7 +170,9 @@ class Syncer:
         known = state.project_serials() if state is not None else {}
         runner = _Runner(self, state, publisher, root, known, self._syncer_factory())
         if cfg.projects is None:
-            wanted = {c for c in root.projects if not self.selector.project_excluded(c)}
+            wanted = set(root.projects)
+            if self.selector.excluded:
+                wanted = {c for c in wanted if not self.selector.project_excluded(c)}
             runner.run_wave({c: None for c in sorted(wanted)})
             return wanted
         return runner.run_closure(cfg.projects)

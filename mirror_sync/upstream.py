@@ -14,7 +14,7 @@ import requests
 from .errors import HostileDataError, UpstreamError
 from .http import HttpClient
 from .models import ProjectPage, RootIndex, UpstreamFile
-from .names import canonical_project, check_filename, check_sha256, version_of
+from .names import canonical_project, canonical_projects, check_filename, check_sha256, version_of
 
 log = logging.getLogger(__name__)
 
@@ -251,17 +251,20 @@ def parse_root_json(body: bytes, header_serial: Optional[int]) -> RootIndex:
     _check_api_version(meta, "upstream root index")
     serial = _serial_value(meta.get("_last-serial"), "upstream root index")
     root = RootIndex(serial=serial if serial is not None else header_serial, json=True)
+    entries = data["projects"]
+    try:
+        names = [e["name"] for e in entries]
+        serials = [e.get("_last-serial") for e in entries]
+    except (TypeError, KeyError, AttributeError):
+        raise UpstreamError("upstream root index has a malformed entry (no name)") from None
+    # a no-op sync's hot path: validate and canonicalise every name in one C-level pass each
+    # (700,000 names on a big index); only when some name is odd, fall back to one at a time
+    canonicals = canonical_projects(names)
     projects = root.projects
-    for entry in data["projects"]:  # the hot loop of a no-op sync: 700,000 entries on a big index
-        try:
-            name = entry["name"]
-            canon = canonical_project(name)
-        except HostileDataError as exc:
-            log.warning("event=skip-project reason=%r", str(exc))
+    for name, canon, pserial in zip(names, canonicals, serials):
+        if canon is None:
+            log.warning("event=skip-project reason=%r", f"upstream lists an invalid project name {name!r}")
             continue
-        except (TypeError, KeyError):
-            raise UpstreamError(f"upstream root index has a malformed entry {entry!r}") from None
-        pserial = entry.get("_last-serial")
         if pserial is not None and (type(pserial) is not int or pserial < 0):
             raise UpstreamError(f"upstream root entry {name!r}: malformed _last-serial {pserial!r}")
         projects[canon] = (name, pserial)
