@@ -41,6 +41,7 @@ class RootIndex:
     serial: Optional[int]
     projects: dict[str, tuple[str, Optional[int]]] = field(default_factory=dict)  # canonical -> (name, serial)
     json: bool = True
+    unchanged: bool = False  # the root's serial is the one the mirror completed: projects not read
 
 
 @dataclass

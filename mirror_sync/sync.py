@@ -129,8 +129,19 @@ class Syncer:
         ok = False
         root: Optional[RootIndex] = None
         deleted: list[str] = []
+        run_key = self._run_key()
+        completed = None
+        if (
+            state.get_meta("last_result") == "ok"
+            and state.get_meta("run_key") == run_key
+            and (cfg.simple_dir / "index.v1_json").is_file()
+        ):
+            completed = state.get_meta_int("mirror_serial")  # the serial the last complete run reached
         try:
-            root = Upstream(cfg.upstream, client).root()
+            root = Upstream(cfg.upstream, client).root(unchanged_at=completed)
+            if root.unchanged:  # same serial, same settings, last run complete: nothing to do
+                ok = True
+                return self._summary(state, root, started, [])
             projects = self._sync_projects(state, publisher, root)
             deleted = self._deletions(state, root, projects)
             publisher.delete_projects(deleted)
@@ -144,6 +155,7 @@ class Syncer:
             state.set_meta("upstream_serial", None if root.serial is None else str(root.serial))
             if ok:
                 state.set_meta("mirror_serial", None if root.serial is None else str(root.serial))
+                state.set_meta("run_key", run_key)
             return self._summary(state, root, started, deleted, files_deleted=publisher.files_deleted)
         except MirrorSyncError as exc:
             self.stats.failed.append({"project": "", "error": str(exc)})
@@ -151,6 +163,7 @@ class Syncer:
         finally:
             publisher.discard()
             finished = time.time()
+            state.begin()
             state.set_meta("last_sync_finished", utc_iso(finished))
             state.set_meta("last_result", "ok" if ok else "failed")
             state.set_meta("last_duration_s", f"{finished - started:.3f}")
@@ -161,7 +174,15 @@ class Syncer:
             state.set_meta("upstream", self.config.upstream)
             if ok:
                 state.set_meta("last_success", utc_iso(finished))
+            state.commit()
             client.close()
+
+    def _run_key(self) -> str:
+        """Changes with anything that decides what the mirror holds besides upstream's content."""
+        cfg = self.config
+        projects = None if cfg.projects is None else sorted(str(r) for r in cfg.projects)
+        doc = {"filters": self.fingerprint, "projects": projects, "dependencies": cfg.dependencies, "upstream": cfg.upstream, "delete": cfg.delete}
+        return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 
     # -- which projects -----------------------------------------------------------------------
     def _sync_projects(self, state: Optional[State], publisher: Optional[Publisher], root: RootIndex) -> set[str]:

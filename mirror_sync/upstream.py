@@ -240,7 +240,9 @@ def parse_project_html(body: bytes, url: str, canonical: str, header_serial: Opt
     )
 
 
-def parse_root_json(body: bytes, header_serial: Optional[int]) -> RootIndex:
+def parse_root_json(body: bytes, header_serial: Optional[int], unchanged_at: Optional[int] = None) -> RootIndex:
+    """The root's projects; with `unchanged_at`, a root whose serial is exactly that is not read
+    further (the mirror completed that serial: nothing can have changed)."""
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -251,6 +253,9 @@ def parse_root_json(body: bytes, header_serial: Optional[int]) -> RootIndex:
     _check_api_version(meta, "upstream root index")
     serial = _serial_value(meta.get("_last-serial"), "upstream root index")
     root = RootIndex(serial=serial if serial is not None else header_serial, json=True)
+    if unchanged_at is not None and root.serial == unchanged_at:
+        root.unchanged = True
+        return root
     entries = data["projects"]
     try:
         names = [e["name"] for e in entries]
@@ -307,10 +312,10 @@ class Upstream:
         except requests.RequestException as exc:
             raise UpstreamError(f"{where}: request failed ({_short(exc)})") from None
 
-    def root(self) -> RootIndex:
+    def root(self, unchanged_at: Optional[int] = None) -> RootIndex:
         body, ctype, hserial, url = self._fetch(self.base_url, "upstream root index")
         if ctype == JSON_TYPE or ctype == "application/json":
-            return parse_root_json(body, hserial)
+            return parse_root_json(body, hserial, unchanged_at)
         return parse_root_html(body, hserial)
 
     def project_url(self, canonical: str) -> str:
