@@ -10,7 +10,7 @@ from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
 from itertools import islice
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional, TypeVar
 
 from .config import Config
 from .download import Downloader, hash_file
@@ -26,6 +26,8 @@ from .sync import utc_iso
 
 log = logging.getLogger("mirror_sync")
 
+
+T = TypeVar("T")
 
 PARALLEL_VERIFY_FILES = 4000  # from this many files on, worker processes hash them
 VERIFY_CHUNK = 512
@@ -74,6 +76,47 @@ def check_files(web: str, items: list[CheckItem], full: bool) -> list[FileCheck]
     return [check_file(web, item, full) for item in items]
 
 
+def _check_chunk(web: str, full: bool, chunk: list[MirroredFile]) -> list[FileCheck]:
+    return check_files(web, [_check_item(f) for f in chunk], full)
+
+
+# (project, expected sha256 of index.html / index.v1_html, of index.v1_json)
+PageItem = tuple[str, Optional[str], Optional[str]]
+
+
+def check_pages(simple: str, items: list[PageItem]) -> list[list[tuple[str, str]]]:
+    """For each project, its page files that are missing or do not hash as the state says."""
+    out = []
+    for name, html_sha, json_sha in items:
+        bad = []
+        for page, expected in (("index.html", html_sha), ("index.v1_html", html_sha), ("index.v1_json", json_sha)):
+            try:
+                with open(os.path.join(simple, name, page), "rb") as fh:
+                    if hashlib.sha256(fh.read()).hexdigest() != expected:
+                        bad.append((page, "corrupt"))
+            except FileNotFoundError:
+                bad.append((page, "missing"))
+        out.append(bad)
+    return out
+
+
+def _check_page_chunk(simple: str, chunk: list[ProjectRow]) -> list[list[tuple[str, str]]]:
+    return check_pages(simple, [(r.name, r.html_sha256, r.json_sha256) for r in chunk])
+
+
+def _list_chunk(web: str, chunk: list[str]) -> list[list[str]]:
+    return [list_files(web, top) for top in chunk]
+
+
+def list_files(web: str, top: str) -> list[str]:
+    """Every file under web/<top>, as paths relative to web/."""
+    found: list[str] = []
+    for dirpath, _dirnames, filenames in os.walk(os.path.join(web, top)):
+        rel_dir = os.path.relpath(dirpath, web)
+        found.extend(os.path.join(rel_dir, name) for name in filenames)
+    return found
+
+
 class Verifier:
     def __init__(self, config: Config, *, full: bool = False, repair: bool = False) -> None:
         self.config = config
@@ -87,6 +130,7 @@ class Verifier:
         self.removed = 0
         self.checked_files = 0
         self.checked_pages = 0
+        self._pool: Optional[ProcessPoolExecutor] = None
 
     def run(self) -> dict[str, Any]:
         cfg = self.config
@@ -102,11 +146,17 @@ class Verifier:
                 downloader = (
                     Downloader(client, cfg.web, retries=cfg.retries, fsync=cfg.fsync, max_file_size=None) if client else None
                 )
-                referenced = self._check_files(state, downloader)
-                self._check_pages(state)
-                self._check_root(state)
-                self._check_orphans(referenced)
-                self._check_orphan_pages(state)
+                self._pool = self._make_pool(state)
+                try:
+                    referenced = self._check_files(state, downloader)
+                    self._check_pages(state)
+                    self._check_root(state)
+                    self._check_orphans(referenced)
+                    self._check_orphan_pages(state)
+                finally:
+                    if self._pool is not None:
+                        self._pool.shutdown(cancel_futures=True)
+                        self._pool = None
                 if self.repair:
                     self._repair_root(state)
                 ok = not (self.missing or self.corrupt or self.orphans or self.failures) or (
@@ -161,29 +211,40 @@ class Verifier:
             state.commit()
         return referenced
 
-    def _file_checks(self, state: State) -> Iterator[tuple[MirroredFile, FileCheck]]:
-        """Each file with its check, in state order. Large mirrors are checked by worker
-        processes (hashing is CPU-bound), a bounded window of chunks at a time."""
-        web = str(self.config.web)
-        files = state.all_files()
-        total = state.totals()[1]
+    def _make_pool(self, state: State) -> Optional[ProcessPoolExecutor]:
+        """Worker processes for a large mirror: hashing and walking are CPU- and syscall-bound."""
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        if total < PARALLEL_VERIFY_FILES or cores < 2:
-            for f in files:
-                yield f, check_file(web, _check_item(f), self.full)
+        if cores < 2 or state.totals()[1] < PARALLEL_VERIFY_FILES:
+            return None
+        return ProcessPoolExecutor(cores, mp_context=multiprocessing.get_context("fork"))
+
+    def _ordered_map(self, fn: Callable[..., list[T]], chunks: Iterable[list[Any]], *args: Any) -> Iterator[tuple[list[Any], list[T]]]:
+        """(chunk, fn(*args, chunk)) in order: on the worker pool with a bounded window of chunks
+        in flight, or here when there is no pool."""
+        if self._pool is None:
+            for chunk in chunks:
+                yield chunk, fn(*args, chunk)
             return
-        with ProcessPoolExecutor(cores, mp_context=multiprocessing.get_context("fork")) as pool:
-            window: deque[tuple[list[MirroredFile], Future[list[FileCheck]]]] = deque()
-            while True:
-                while len(window) < cores * 2:
-                    chunk = list(islice(files, VERIFY_CHUNK))
-                    if not chunk:
-                        break
-                    window.append((chunk, pool.submit(check_files, web, [_check_item(f) for f in chunk], self.full)))
-                if not window:
-                    return
-                chunk, fut = window.popleft()
-                yield from zip(chunk, fut.result())
+        window: deque[tuple[list[Any], Future[list[T]]]] = deque()
+        chunk_iter = iter(chunks)
+        while True:
+            while len(window) < 4:
+                todo: Optional[list[Any]] = next(chunk_iter, None)
+                if todo is None:
+                    break
+                window.append((todo, self._pool.submit(fn, *args, todo)))
+            if not window:
+                return
+            chunk, fut = window.popleft()
+            yield chunk, fut.result()
+
+    def _file_checks(self, state: State) -> Iterator[tuple[MirroredFile, FileCheck]]:
+        """Each file with its check, in state order (a streamed cursor, chunk by chunk)."""
+        files = state.all_files()
+        chunks = iter(lambda: list(islice(files, VERIFY_CHUNK)), [])
+        web = str(self.config.web)
+        for chunk, results in self._ordered_map(_check_chunk, chunks, web, self.full):
+            yield from zip(chunk, results)
 
     def _refetch(self, f: MirroredFile, downloader: Downloader, updates: list[tuple[int, str]]) -> None:
         target = self.config.web / f.path
@@ -217,24 +278,15 @@ class Verifier:
 
     # -- pages ----------------------------------------------------------------------------------
     def _check_pages(self, state: State) -> None:
-        simple = self.config.simple_dir
-        for row in list(state.projects()):
-            directory = simple / row.name
-            self.checked_pages += 1
-            expected = {"index.html": row.html_sha256, "index.v1_html": row.html_sha256, "index.v1_json": row.json_sha256}
-            bad = []
-            for name in PAGE_NAMES:
-                p = directory / name
-                try:
-                    if hashlib.sha256(p.read_bytes()).hexdigest() != expected[name]:
-                        bad.append((p, "corrupt"))
-                except FileNotFoundError:
-                    bad.append((p, "missing"))
-            for p, kind in bad:
-                rel = str(p.relative_to(self.config.web))
-                (self.missing if kind == "missing" else self.corrupt).append(rel)
-            if bad and self.repair:
-                self._rewrite_pages(state, row)
+        rows = list(state.projects())
+        chunks = (rows[i : i + VERIFY_CHUNK] for i in range(0, len(rows), VERIFY_CHUNK))
+        for chunk, results in self._ordered_map(_check_page_chunk, chunks, str(self.config.simple_dir)):
+            for row, bad in zip(chunk, results):
+                self.checked_pages += 1
+                for page, kind in bad:
+                    (self.missing if kind == "missing" else self.corrupt).append(f"simple/{row.name}/{page}")
+                if bad and self.repair:
+                    self._rewrite_pages(state, row)
 
     def _rewrite_pages(self, state: State, row: ProjectRow) -> None:
         import json
@@ -299,19 +351,23 @@ class Verifier:
         packages = web / "packages"
         if not packages.is_dir():
             return
-        for dirpath, dirnames, filenames in os.walk(packages):
-            if dirpath == str(packages):
-                dirnames[:] = [d for d in dirnames if not d.startswith(".")]  # .incoming: scratch space
-            for name in filenames:
-                rel = os.path.relpath(os.path.join(dirpath, name), web)
-                if rel not in referenced:
-                    self.orphans.append(rel)
-                    if self.repair:
-                        try:
-                            os.unlink(os.path.join(dirpath, name))
-                            self.removed += 1
-                        except OSError as exc:
-                            self.failures.append({"project": "", "file": rel, "error": f"cannot remove: {exc.strerror}"})
+        # .incoming is scratch space; the rest is walked one top-level directory per task
+        tops = sorted(f"packages/{e.name}" for e in os.scandir(packages) if e.is_dir() and not e.name.startswith("."))
+        loose = sorted(f"packages/{e.name}" for e in os.scandir(packages) if e.is_file())
+        found: list[str] = list(loose)
+        chunks = (tops[i : i + 8] for i in range(0, len(tops), 8))
+        for _chunk, results in self._ordered_map(_list_chunk, chunks, str(web)):
+            for paths in results:
+                found.extend(paths)
+        for rel in found:
+            if rel not in referenced:
+                self.orphans.append(rel)
+                if self.repair:
+                    try:
+                        os.unlink(web / rel)
+                        self.removed += 1
+                    except OSError as exc:
+                        self.failures.append({"project": "", "file": rel, "error": f"cannot remove: {exc.strerror}"})
         if self.repair:
             for dirpath, dirnames, filenames in os.walk(packages, topdown=False):
                 if dirpath != str(packages) and not os.listdir(dirpath):
