@@ -8,8 +8,9 @@ import logging
 import os
 import shutil
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Optional
+from typing import IO, Iterator, Optional
 
 from .errors import FilesystemError, LockedError
 
@@ -125,6 +126,27 @@ class MirrorLock:
             fcntl.flock(self.handle.fileno(), fcntl.LOCK_UN)
             self.handle.close()
             self.handle = None
+
+
+@contextmanager
+def shared_lock(path: Path) -> Iterator[bool]:
+    """A shared flock on an existing lock file, without writing to it: True while held, False
+    when a run holds it exclusively (or there is no lock file yet)."""
+    try:
+        handle = open(path, "rb")
+    except FileNotFoundError:
+        yield False
+        return
+    with handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def filesystem_type(path: Path) -> tuple[str, str]:

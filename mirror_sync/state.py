@@ -96,10 +96,13 @@ def meta_int(value: Optional[str]) -> Optional[int]:
 
 
 class State:
-    def __init__(self, path: Path, readonly: bool = False) -> None:
+    def __init__(self, path: Path, readonly: bool = False, immutable: bool = False) -> None:
+        """`immutable` (read-only, and only while nothing can write, i.e. under the mirror's lock)
+        opens the database without touching its -wal/-shm files: a dry run leaves no trace."""
         self.path = path
         if readonly:
-            self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+            mode = "ro&immutable=1" if immutable else "ro"
+            self.db = sqlite3.connect(f"file:{path}?mode={mode}", uri=True, isolation_level=None)
         else:
             self.db = sqlite3.connect(str(path), isolation_level=None)
             self.db.execute("PRAGMA journal_mode=WAL")

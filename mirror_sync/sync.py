@@ -20,7 +20,7 @@ from .config import Config
 from .download import Downloader
 from .environments import marker_environments
 from .errors import DeleteGuardError, FilesystemError, MirrorSyncError
-from .fsutil import Flusher, MirrorLock, clear_dir, preflight
+from .fsutil import Flusher, MirrorLock, clear_dir, preflight, shared_lock
 from .http import HttpClient
 from .models import MirroredFile, RootIndex
 from .progress import Progress
@@ -100,8 +100,14 @@ class Syncer:
                 state.close()
 
     def _run_dry(self, started: float) -> dict[str, Any]:
+        with shared_lock(self.config.lock_path) as quiet:
+            # no run can write while we hold the shared lock: read the state without a trace;
+            # while a sync runs, read it the ordinary read-only way
+            return self._plan(started, immutable=quiet)
+
+    def _plan(self, started: float, immutable: bool) -> dict[str, Any]:
         cfg = self.config
-        state = State(cfg.state_path, readonly=True) if cfg.state_path.exists() else None
+        state = State(cfg.state_path, readonly=True, immutable=immutable) if cfg.state_path.exists() else None
         client = HttpClient(cfg.workers, cfg.timeout, cfg.retries)
         try:
             root = Upstream(cfg.upstream, client).root()
