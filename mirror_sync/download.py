@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -45,8 +44,6 @@ class Downloader:
         self.max_file_size = max_file_size
         self.incoming = web / "packages" / ".incoming"
         self._incoming_ready = False
-        self._lock = threading.Lock()
-        self.bytes_downloaded = 0
 
     def fetch(self, url: str, filename: str, sha256: Optional[str], size: Optional[int]) -> Fetched:
         """Download one distribution file into its content-addressed place under web/."""
@@ -88,8 +85,6 @@ class Downloader:
                 data_bytes = bytes(data)
                 if sha256 is not None and hashlib.sha256(data_bytes).hexdigest() != sha256:
                     raise IntegrityError(f"{what}: sha256 does not match what upstream advertises")
-                with self._lock:
-                    self.bytes_downloaded += len(data_bytes)
                 return data_bytes
             except (requests.RequestException, IntegrityError) as exc:
                 last = exc
@@ -146,8 +141,6 @@ class Downloader:
                 raise IntegrityError(f"file {filename}: got {written} bytes, upstream advertises {size}")
             if sha256 is not None and got != sha256:
                 raise IntegrityError(f"file {filename}: sha256 does not match what upstream advertises")
-            with self._lock:
-                self.bytes_downloaded += written
             return written, got, tmp, body
         except OSError as exc:
             _unlink(tmp)

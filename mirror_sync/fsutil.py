@@ -187,7 +187,3 @@ def preflight(directory: Path) -> list[str]:
     if st.f_files and st.f_favail / st.f_files < LOW_FREE_RATIO:
         warnings.append(f"low free inodes on {mount}: {st.f_favail} left")
     return warnings
-
-
-def remove_tree_quiet(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)

@@ -62,7 +62,6 @@ class HttpClient:
         self._cap = threading.BoundedSemaphore(workers)
         self._sessions: list[requests.Session] = []
         self._lock = threading.Lock()
-        self.requests = 0
 
     def _session(self) -> requests.Session:
         session: Optional[requests.Session] = getattr(self._local, "session", None)
@@ -94,8 +93,6 @@ class HttpClient:
         """GET under the politeness cap; the response is closed when the block ends."""
         headers = {"Accept": accept} if accept else None
         with self._cap:
-            with self._lock:
-                self.requests += 1
             response = self._session().get(url, headers=headers, timeout=self.timeout, stream=stream)
             try:
                 yield response

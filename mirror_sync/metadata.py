@@ -8,6 +8,8 @@ from email.parser import BytesHeaderParser
 from pathlib import Path
 from typing import Optional, Union
 
+from .names import is_sdist
+
 _MAX_MEMBER = 16 * 1024 * 1024  # never read a metadata member bigger than this
 
 
@@ -99,13 +101,6 @@ def file_requires(path: Path, filename: str) -> Optional[list[str]]:
     if filename.endswith(".whl"):
         data = wheel_metadata(path)
         return requires_dist(data) if data is not None else None
-    if filename.endswith((".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".tar", ".zip")):
+    if is_sdist(filename):
         return sdist_requires(path)
     return None
-
-
-def metadata_requires(data: bytes) -> list[str]:
-    return requires_dist(data)
-
-
-__all__ = ["requires_dist", "wheel_metadata", "sdist_requires", "file_requires", "metadata_requires"]

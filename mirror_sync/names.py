@@ -76,10 +76,6 @@ def check_sha256(value: object) -> Optional[str]:
     return value.lower()
 
 
-def is_wheel(filename: str) -> bool:
-    return filename.endswith(".whl")
-
-
 def is_sdist(filename: str) -> bool:
     return filename.endswith(_SDIST_SUFFIXES)
 

@@ -393,7 +393,7 @@ class _Runner:
                         continue
                     self._record(result)
                     if keep:
-                        requires[task.canonical] = sorted({line for f in result.files for line in (f.requires_dist or [])})
+                        requires[task.canonical] = requires_lines(result.files)
                     progress.step()
                 if fatal is None:
                     submit_more()
@@ -470,5 +470,9 @@ class _Runner:
         return set(wants)
 
     def _state_requires(self, canonical: str) -> list[str]:
-        files = self.state.files_of(canonical) if self.state is not None else []
-        return sorted({line for f in files for line in (f.requires_dist or [])})
+        return requires_lines(self.state.files_of(canonical) if self.state is not None else [])
+
+
+def requires_lines(files: list[MirroredFile]) -> list[str]:
+    """The distinct Requires-Dist lines of a project's mirrored files."""
+    return sorted({line for f in files for line in (f.requires_dist or [])})
