@@ -31,7 +31,9 @@ def _parser() -> argparse.ArgumentParser:
     fs = p.add_mutually_exclusive_group()
     fs.add_argument("--fsync", dest="fsync", action="store_true", default=None, help="mirror-sync: fsync: true")
     fs.add_argument("--no-fsync", dest="fsync", action="store_false", help="mirror-sync: fsync: false (default: the engine's default)")
-    p.add_argument("--workdir", type=Path, help="where the temporary work directory goes (default: the system temp dir)")
+    p.add_argument("--workdir", type=Path, help="where the temporary work directory (or the fresh ext4's image) goes (default: the system temp dir)")
+    p.add_argument("--no-scratch-fs", dest="scratch_fs", action="store_false",
+                   help="run in the work directory's own file system instead of a fresh loop-mounted ext4 (the default when root)")
     p.add_argument("--keep", action="store_true", help="keep the work directory (trees, mirrors, logs)")
     p.add_argument("--profile", type=Path, metavar="DIR", help="sample mirror-sync runs with py-spy into DIR (perturbs timings a little)")
     p.add_argument("--venv", type=Path, help="bandersnatch's virtualenv (default bench/.venv/bandersnatch-8.2.0)")
@@ -89,6 +91,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         fsync=args.fsync,
         wrk_seconds=args.wrk_seconds or (5 if args.quick else 10),
         profile_dir=args.profile,
+        scratch_fs=args.scratch_fs,
     )
     if args.venv:
         opts.venv = args.venv

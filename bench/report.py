@@ -20,6 +20,7 @@ class Results:
     runs: dict[str, dict[str, RunResult]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     load: str = ""
+    filesystem: str = ""
     extra_rows: list[str] = field(default_factory=list)
 
     def add(self, scenario: str, tool: str, result: RunResult) -> None:
@@ -34,6 +35,7 @@ class Results:
             "projects": self.projects,
             "workers": self.workers,
             "wrk_requests_per_s": round(self.wrk_requests_per_s, 1) if self.wrk_requests_per_s is not None else None,
+            "filesystem": self.filesystem,
             "scenarios": scenarios,
         }
 
@@ -49,7 +51,8 @@ def markdown(res: Results) -> str:
     wrk = f"{res.wrk_requests_per_s:,.0f}" if res.wrk_requests_per_s is not None else "wrk not installed"
     out = [
         f"{res.projects:,} projects, {res.files:,} files (+ as many .metadata files), workers = {res.workers}, "
-        f"wrk against the same nginx: {wrk} requests/s" + (f"; load average at start {res.load}" if res.load else ""),
+        f"wrk against the same nginx: {wrk} requests/s" + (f"; load average at start {res.load}" if res.load else "")
+        + (f"; work directory on {res.filesystem}" if res.filesystem else ""),
         "",
         "| scenario | tool | wall s | CPU s | peak RSS MB | largest process / tree PSS MB | requests | requests/s | exit |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",

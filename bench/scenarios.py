@@ -12,11 +12,12 @@ from typing import Callable, Optional
 
 from . import bandersnatch as bs
 from . import mirrorsync as ms
-from . import system
+from . import scratchfs, system
 from .compare import compare
 from .measure import RunResult, clean_env, run_measured
 from .nginx import Nginx, free_port
 from .profile import PySpy
+from .scratchfs import ScratchFs
 from .report import Results
 from .upstream import Shape, Upstream
 from .wrk import run_wrk
@@ -42,6 +43,7 @@ class Options:
     venv: Path = Path(__file__).resolve().parent / ".venv" / f"bandersnatch-{bs.VERSION}"
     seed: int = 1
     timeout: float = 3600.0
+    scratch_fs: bool = True  # run on a fresh loop-mounted ext4 when root (see scratchfs.py)
 
 
 @dataclass
@@ -60,6 +62,7 @@ def _tools(opts: Options, work: Path, base_url: str, log: Callable[[str], None])
     logs.mkdir(exist_ok=True)
     if "mirror_sync" in opts.tools:
         env = clean_env(ms.env_extra())
+        ms.precompile()
         if not ms.available(env):
             raise RuntimeError("`python -m mirror_sync --help` does not work in this checkout")
         cfg = work / "mirror-sync.yml"
@@ -119,10 +122,24 @@ def _measure(tool: Tool, scenario: str, cmd: list[str], nginx: Nginx, opts: Opti
 
 
 def run(opts: Options, log: Callable[[str], None] = print) -> Results:
-    base_work = Path(tempfile.mkdtemp(prefix="mirror-bench-", dir=opts.workdir))
+    if opts.scratch_fs and not opts.keep:
+        why_not = scratchfs.available()
+        if why_not is None:
+            # ~1.9 releases per project on average: an estimate of the files, for the image's size
+            with ScratchFs(opts.projects * opts.wheels_per_release * 2, opts.workdir) as mountpoint:
+                log(f"work directory on a fresh ext4 file system ({mountpoint})")
+                return _run_in(opts, mountpoint, log, "fresh ext4 on a loop device")
+        log(f"work directory on the existing file system: no fresh ext4 ({why_not})")
+    return _run_in(opts, opts.workdir, log, "existing file system")
+
+
+def _run_in(opts: Options, parent: Optional[Path], log: Callable[[str], None], fs_note: str) -> Results:
+    base_work = Path(tempfile.mkdtemp(prefix="mirror-bench-", dir=parent))
     os.chmod(base_work, 0o755)  # nginx workers run as nobody
     try:
-        return _run(opts, base_work, log)
+        results = _run(opts, base_work, log)
+        results.filesystem = f"{fs_note}, {system.filesystem_of(base_work)}"
+        return results
     finally:
         if opts.keep:
             log(f"kept the work directory {base_work}")

@@ -35,3 +35,21 @@ def ensure(log: Callable[[str], None]) -> list[str]:
         subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True, text=True)
         subprocess.run(["apt-get", "install", "-y", "-qq", *need], env=env, capture_output=True, text=True)
     return missing()
+
+
+def filesystem_of(path: "os.PathLike[str] | str") -> str:
+    """The type of the file system holding `path` (from /proc/self/mounts), e.g. "ext4"."""
+    target = os.path.realpath(path)
+    best, fstype = "", "unknown"
+    try:
+        with open("/proc/self/mounts") as fh:
+            for line in fh:
+                parts = line.split()
+                if len(parts) < 3:
+                    continue
+                mnt = parts[1].replace("\\040", " ")
+                if (target == mnt or target.startswith(mnt.rstrip("/") + "/")) and len(mnt) >= len(best):
+                    best, fstype = mnt, parts[2]
+    except OSError:
+        pass
+    return fstype

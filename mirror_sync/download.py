@@ -6,15 +6,14 @@ import hashlib
 import logging
 import os
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Union
 
 import requests
 
 from .errors import IntegrityError, UpstreamError
-from .fsutil import raise_if_full
+from .fsutil import TempNames, make_dirs, raise_if_full, write_file
 from .http import HttpClient
 from .names import package_path
 from .upstream import _short
@@ -32,6 +31,7 @@ class Fetched:
     size: int
     sha256: str
     data: Optional[bytes]  # the bytes, when the file was small enough to be read in one piece
+    mtime_ns: int
     adopted: bool = False  # already on disk from an interrupted run, not downloaded
 
 
@@ -42,32 +42,34 @@ class Downloader:
         self.retries = retries
         self.fsync = fsync
         self.max_file_size = max_file_size
-        self.incoming = web / "packages" / ".incoming"
+        self.web_s = os.fspath(web)
+        self.incoming = os.path.join(self.web_s, "packages", ".incoming")
         self._incoming_ready = False
+        self.names = TempNames()
 
     def fetch(self, url: str, filename: str, sha256: Optional[str], size: Optional[int]) -> Fetched:
         """Download one distribution file into its content-addressed place under web/."""
         if sha256 is not None:
             rel = package_path(sha256, filename)
-            target = self.web / rel
-            if target.is_file():  # left by an interrupted run: adopt it only if its bytes are right
+            target = os.path.join(self.web_s, rel)
+            if os.path.isfile(target):  # left by an interrupted run: adopt it only if its bytes are right
                 have_size, have_sha = hash_file(target)
                 if have_sha == sha256 and (size is None or have_size == size):
-                    return Fetched(rel, have_size, have_sha, None, adopted=True)
+                    return Fetched(rel, have_size, have_sha, None, os.stat(target).st_mtime_ns, adopted=True)
         if not self._incoming_ready:
-            self.incoming.mkdir(parents=True, exist_ok=True)
+            os.makedirs(self.incoming, exist_ok=True)
             self._incoming_ready = True
-        got_size, got_sha, tmp, data = self._stream_with_retries(url, filename, self.incoming, sha256, size)
+        got_size, got_sha, tmp, data, mtime_ns = self._stream_with_retries(url, filename, sha256, size)
         rel = package_path(got_sha, filename)
-        target = self.web / rel
+        target = os.path.join(self.web_s, rel)
         try:
-            os.makedirs(target.parent, exist_ok=True)
+            make_dirs(os.path.dirname(target))
             os.replace(tmp, target)
         except OSError as exc:
             _unlink(tmp)
-            raise_if_full(exc, target)
+            raise_if_full(exc, Path(target))
             raise
-        return Fetched(rel, got_size, got_sha, data)
+        return Fetched(rel, got_size, got_sha, data, mtime_ns)
 
     def fetch_bytes(self, url: str, what: str, sha256: Optional[str], limit: int = 64 * 1024 * 1024) -> bytes:
         """A small document (a .metadata file), checked against its sha256 when one is given."""
@@ -95,12 +97,12 @@ class Downloader:
         raise UpstreamError(f"{what}: download failed ({_short(last) if last else 'unknown'})")
 
     def _stream_with_retries(
-        self, url: str, filename: str, tmp_dir: Path, sha256: Optional[str], size: Optional[int]
-    ) -> tuple[int, str, Path, Optional[bytes]]:
+        self, url: str, filename: str, sha256: Optional[str], size: Optional[int]
+    ) -> tuple[int, str, str, Optional[bytes], int]:
         last: Optional[Exception] = None
         for attempt in range(self.retries + 1):
             try:
-                return self._stream(url, filename, tmp_dir, sha256, size)
+                return self._stream(url, filename, sha256, size)
             except (requests.RequestException, IntegrityError, UpstreamError) as exc:
                 last = exc
                 if isinstance(exc, UpstreamError) and not isinstance(exc, IntegrityError) and "HTTP 404" in str(exc):
@@ -111,47 +113,62 @@ class Downloader:
             raise last
         raise UpstreamError(f"file {filename}: download failed ({_short(last) if last else 'unknown'})")
 
-    def _stream(self, url: str, filename: str, tmp_dir: Path, sha256: Optional[str], size: Optional[int]) -> tuple[int, str, Path, Optional[bytes]]:
+    def _stream(self, url: str, filename: str, sha256: Optional[str], size: Optional[int]) -> tuple[int, str, str, Optional[bytes], int]:
+        """Into a temp file in .incoming: (size, sha256, temp path, the bytes when small, mtime_ns)."""
         cap = size if size is not None else (self.max_file_size or HARD_SIZE_CAP)
-        tmp = tmp_dir / f"{filename}.{uuid.uuid4().hex[:12]}"
+        tmp = os.path.join(self.incoming, f"{filename}.{self.names.next()}")
         small = size is not None and size <= SMALL_FILE
         digest = hashlib.sha256()
         written = 0
         body: Optional[bytes] = None
         try:
-            with self.client.get(url, stream=not small) as response:
+            with self.client.get(url, stream=True) as response:
                 if response.status_code >= 400:
                     raise UpstreamError(f"file {filename}: upstream answered HTTP {response.status_code}")
-                with open(tmp, "wb") as fh:
-                    # small files (most wheels) in one read; large ones streamed, never held in memory
-                    if small:
-                        body = response.content
-                    chunks = (body,) if body is not None else response.iter_content(CHUNK)
-                    for chunk in chunks:
+                length = response.headers.get("Content-Length", "")
+                if small and length.isdigit() and int(length) <= cap:
+                    # most wheels: one read (the body is bounded by its Content-Length), checked
+                    # before anything is written, then one write
+                    body = response.content
+                    written = len(body)
+                    digest.update(body)
+                    self._check(filename, written, digest.hexdigest(), cap, sha256, size)
+                    mtime_ns = write_file(tmp, body, exclusive=True, fsync=self.fsync)
+                    return written, digest.hexdigest(), tmp, body, mtime_ns
+                with open(tmp, "wb") as fh:  # large ones streamed, never held in memory
+                    for chunk in response.iter_content(CHUNK):
                         written += len(chunk)
                         if written > cap:
                             raise IntegrityError(f"file {filename}: more bytes than the {cap} upstream advertises")
                         digest.update(chunk)
                         fh.write(chunk)
+                    fh.flush()
                     if self.fsync:
-                        fh.flush()
                         os.fsync(fh.fileno())
+                    mtime_ns = os.fstat(fh.fileno()).st_mtime_ns  # the rename keeps it
             got = digest.hexdigest()
-            if size is not None and written != size:
-                raise IntegrityError(f"file {filename}: got {written} bytes, upstream advertises {size}")
-            if sha256 is not None and got != sha256:
-                raise IntegrityError(f"file {filename}: sha256 does not match what upstream advertises")
-            return written, got, tmp, body
+            self._check(filename, written, got, cap, sha256, size)
+            return written, got, tmp, body, mtime_ns
         except OSError as exc:
             _unlink(tmp)
-            raise_if_full(exc, tmp)
+            raise_if_full(exc, Path(tmp))
             raise
         except BaseException:
             _unlink(tmp)
             raise
 
 
-def hash_file(path: Path) -> tuple[int, str]:
+    @staticmethod
+    def _check(filename: str, written: int, got: str, cap: int, sha256: Optional[str], size: Optional[int]) -> None:
+        if written > cap:
+            raise IntegrityError(f"file {filename}: more bytes than the {cap} upstream advertises")
+        if size is not None and written != size:
+            raise IntegrityError(f"file {filename}: got {written} bytes, upstream advertises {size}")
+        if sha256 is not None and got != sha256:
+            raise IntegrityError(f"file {filename}: sha256 does not match what upstream advertises")
+
+
+def hash_file(path: Union[str, Path]) -> tuple[int, str]:
     digest = hashlib.sha256()
     size = 0
     with open(path, "rb") as fh:
@@ -164,8 +181,8 @@ def hash_file(path: Path) -> tuple[int, str]:
     return size, digest.hexdigest()
 
 
-def _unlink(path: Path) -> None:
+def _unlink(path: str) -> None:
     try:
-        path.unlink()
+        os.unlink(path)
     except OSError:
         pass

@@ -1,25 +1,133 @@
-"""HTTP sessions: one per worker thread, connection reuse, retries with backoff, a politeness cap."""
+"""HTTP: one requests.Session per worker thread, connection reuse, retries with backoff, a
+politeness cap.
+
+Each Session is configured once (adapter with the Retry policy, TLS settings, proxies and netrc
+credentials read from the environment once per origin). Plain GETs to an origin without a proxy
+then go straight to the connection pool that the Session's adapter holds for that origin, with the
+adapter's own Retry policy and timeouts: requests' per-request preparation (cookie jars, hooks,
+settings merges, URL re-parsing) costs more CPU than the transfer of a small wheel over a LAN, and a
+mirror uses none of it. Redirects and proxied origins take the full `Session.get` path. Either way
+callers see one response shape and requests' exceptions.
+"""
 from __future__ import annotations
 
 import os
 import threading
 from contextlib import contextmanager
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator, Mapping, Optional, Protocol, Union
 from urllib.parse import urlsplit
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
+from requests.auth import _basic_auth_str
 from requests.utils import get_environ_proxies, get_netrc_auth
+from urllib3.exceptions import (
+    ClosedPoolError,
+    ConnectTimeoutError,
+    DecodeError,
+    MaxRetryError,
+    NewConnectionError,
+    ProtocolError,
+    ProxyError,
+    ReadTimeoutError,
+    ResponseError,
+    SSLError,
+)
 from urllib3.util.retry import Retry
 
 from . import __version__
 
 USER_AGENT = f"mirror-sync/{__version__} (pypi-mirror-kit) requests/{requests.__version__}"
 RETRY_STATUSES = (429, 500, 502, 503, 504)
+REDIRECTS = (301, 302, 303, 307, 308)
+
+
+class HttpResponse(Protocol):
+    """What the engine reads of a response (requests.Response has the same shape)."""
+
+    status_code: int
+    url: str
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    @property
+    def content(self) -> bytes: ...
+
+    def iter_content(self, chunk_size: int) -> Iterator[bytes]: ...
+
+    def close(self) -> None: ...
+
+
+def _as_requests_error(exc: BaseException) -> requests.RequestException:
+    """The requests exception that requests' own adapter raises for this urllib3 error."""
+    if isinstance(exc, MaxRetryError):
+        reason = exc.reason
+        if isinstance(reason, ConnectTimeoutError) and not isinstance(reason, NewConnectionError):
+            return requests.ConnectTimeout(exc)
+        if isinstance(reason, ResponseError):
+            return requests.exceptions.RetryError(exc)
+        if isinstance(reason, ProxyError):
+            return requests.exceptions.ProxyError(exc)
+        if isinstance(reason, SSLError):
+            return requests.exceptions.SSLError(exc)
+        return requests.ConnectionError(exc)
+    if isinstance(exc, ReadTimeoutError):
+        return requests.ReadTimeout(exc)
+    if isinstance(exc, SSLError):
+        return requests.exceptions.SSLError(exc)
+    if isinstance(exc, DecodeError):
+        return requests.exceptions.ContentDecodingError(exc)
+    if isinstance(exc, ProtocolError):
+        return requests.exceptions.ChunkedEncodingError(exc)
+    return requests.ConnectionError(exc)
+
+
+_URLLIB3_ERRORS = (urllib3.exceptions.HTTPError, OSError)
+
+
+class _PoolResponse:
+    """A urllib3 response read the way requests.Response is read."""
+
+    __slots__ = ("status_code", "url", "_raw", "_content", "_consumed")
+
+    def __init__(self, raw: urllib3.BaseHTTPResponse, url: str, preloaded: bool) -> None:
+        self.status_code = raw.status
+        self.url = url
+        self._raw = raw
+        self._content: Optional[bytes] = raw.data if preloaded else None
+        self._consumed = preloaded
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return self._raw.headers
+
+    @property
+    def content(self) -> bytes:
+        if self._content is None:
+            self._content = b"".join(self.iter_content(256 * 1024))
+        return self._content
+
+    def iter_content(self, chunk_size: int) -> Iterator[bytes]:
+        if self._consumed:
+            if self._content is not None:
+                yield self._content
+            return
+        try:
+            yield from self._raw.stream(chunk_size, decode_content=True)
+        except _URLLIB3_ERRORS as exc:
+            raise _as_requests_error(exc) from None
+        self._consumed = True
+
+    def close(self) -> None:
+        if not self._consumed:  # a body left unread: the connection cannot be reused
+            self._raw.close()
+        self._raw.release_conn()
 
 
 class _Session(requests.Session):
-    """A Session that reads the environment once per host instead of once per request.
+    """A Session that reads the environment once per origin instead of once per request.
 
     requests, with trust_env, scans os.environ for proxies and reads ~/.netrc on every request:
     on a mirror's tens of thousands of requests that is a measurable share of the CPU time.
@@ -34,20 +142,55 @@ class _Session(requests.Session):
         if bundle:
             self.verify = bundle
         self._env_cache: dict[str, tuple[dict[str, str], Any]] = {}
+        # origin -> (the adapter's pool for it, request headers), for origins without a proxy
+        self._direct: dict[str, tuple[urllib3.HTTPConnectionPool, dict[str, str]]] = {}
 
-    def request(self, method: Any, url: Any, **kwargs: Any) -> Any:  # type: ignore[override]
-        parts = urlsplit(url)
-        origin = f"{parts.scheme}://{parts.netloc}"
+    def _environment(self, origin: str, url: str) -> tuple[dict[str, str], Any]:
         env = self._env_cache.get(origin)
         if env is None:
             env = (get_environ_proxies(url), get_netrc_auth(url))
             self._env_cache[origin] = env
-        proxies, auth = env
+        return env
+
+    def request(self, method: Any, url: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        parts = urlsplit(url)
+        proxies, auth = self._environment(f"{parts.scheme}://{parts.netloc}", url)
         if proxies and "proxies" not in kwargs:
             kwargs["proxies"] = proxies
         if auth is not None and kwargs.get("auth") is None and not (parts.username or parts.password):
             kwargs["auth"] = auth
         return super().request(method, url, **kwargs)
+
+    def direct(self, url: str) -> Optional[tuple[urllib3.HTTPConnectionPool, dict[str, str], str]]:
+        """(pool, headers, request target) for a plain GET of `url`, or None to use `get`."""
+        scheme, netloc, path, query, _fragment = urlsplit(url)
+        if scheme not in ("http", "https") or "@" in netloc:
+            return None
+        origin = f"{scheme}://{netloc}"
+        entry = self._direct.get(origin)
+        if entry is None or entry[0].pool is None:  # not seen yet, or the adapter closed that pool
+            proxies, auth = self._environment(origin, url)
+            if proxies:
+                return None
+            prepared = requests.Request("GET", url).prepare()
+            adapter = self.get_adapter(url)
+            if not isinstance(adapter, HTTPAdapter):
+                return None
+            pool = adapter.get_connection_with_tls_context(prepared, self.verify, proxies=None, cert=self.cert)
+            if not isinstance(pool, urllib3.HTTPConnectionPool):
+                return None
+            adapter.cert_verify(pool, url, self.verify, self.cert)
+            headers = {str(k): str(v) for k, v in self.headers.items()}
+            if auth is not None:
+                headers["Authorization"] = _basic_auth_str(*auth)
+            entry = (pool, headers)
+            self._direct[origin] = entry
+        target = (path or "/") + (f"?{query}" if query else "")
+        return entry[0], entry[1], target
+
+    def close(self) -> None:
+        self._direct.clear()
+        super().close()
 
 
 class HttpClient:
@@ -60,11 +203,12 @@ class HttpClient:
         self.backoff = backoff
         self._local = threading.local()
         self._cap = threading.BoundedSemaphore(workers)
-        self._sessions: list[requests.Session] = []
+        self._sessions: list[_Session] = []
         self._lock = threading.Lock()
+        self._pool_timeout = urllib3.Timeout(connect=timeout, read=timeout)
 
-    def _session(self) -> requests.Session:
-        session: Optional[requests.Session] = getattr(self._local, "session", None)
+    def _session(self) -> _Session:
+        session: Optional[_Session] = getattr(self._local, "session", None)
         if session is None:
             session = _Session()
             retry = Retry(
@@ -88,12 +232,40 @@ class HttpClient:
                 self._sessions.append(session)
         return session
 
+    def _direct_get(self, session: _Session, url: str, accept: Optional[str], stream: bool) -> Optional[HttpResponse]:
+        """The GET on the adapter's pool; None when it must go through Session.get instead."""
+        route = session.direct(url)
+        if route is None:
+            return None
+        pool, headers, target = route
+        if accept:
+            headers = {**headers, "Accept": accept}
+        adapter = session.get_adapter(url)
+        try:
+            raw = pool.urlopen(
+                "GET", target, headers=headers, retries=adapter.max_retries, redirect=False,  # type: ignore[attr-defined]
+                assert_same_host=False, timeout=self._pool_timeout, preload_content=not stream, decode_content=True,
+            )
+        except ClosedPoolError:
+            return None
+        except _URLLIB3_ERRORS as exc:
+            raise _as_requests_error(exc) from None
+        if raw.status in REDIRECTS:  # requests follows redirects and reports the final URL
+            if stream:
+                raw.drain_conn()
+                raw.release_conn()
+            return None
+        return _PoolResponse(raw, url, preloaded=not stream)
+
     @contextmanager
-    def get(self, url: str, *, accept: Optional[str] = None, stream: bool = False) -> Iterator[requests.Response]:
+    def get(self, url: str, *, accept: Optional[str] = None, stream: bool = False) -> Iterator[HttpResponse]:
         """GET under the politeness cap; the response is closed when the block ends."""
-        headers = {"Accept": accept} if accept else None
         with self._cap:
-            response = self._session().get(url, headers=headers, timeout=self.timeout, stream=stream)
+            session = self._session()
+            response: Union[HttpResponse, requests.Response, None] = self._direct_get(session, url, accept, stream)
+            if response is None:
+                headers = {"Accept": accept} if accept else None
+                response = session.get(url, headers=headers, timeout=self.timeout, stream=stream)
             try:
                 yield response
             finally:

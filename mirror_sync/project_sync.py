@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import stat
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Optional
 
 from .download import Downloader
 from .errors import FilesystemError
-from .fsutil import stage, write_atomic
+from .fsutil import TempNames, make_dirs, stage, write_atomic
 from .metadata import file_requires, requires_dist, wheel_metadata
 from .models import MirroredFile, ProjectPage, UpstreamFile
 from .render import project_html, project_json
@@ -43,13 +44,16 @@ class ProjectTask:
 
 @dataclass
 class ProjectResult:
-    task: ProjectTask
-    page: Optional[ProjectPage] = None
+    """What a worker hands back; kept small, it crosses a process boundary (the parent holds the task)."""
+
+    page_serial: Optional[int] = None  # the serial upstream's page carries
+    fingerprint: Optional[str] = None
+    status: Optional[dict[str, str]] = None  # PEP 792 project-status
     unchanged: bool = False  # same upstream page and selection: nothing to publish
     files: list[MirroredFile] = field(default_factory=list)
     versions: list[str] = field(default_factory=list)
     serial: Optional[int] = None
-    staged: list[tuple[Path, Path]] = field(default_factory=list)  # (temp, final)
+    staged: list[tuple[str, str]] = field(default_factory=list)  # (temp, final)
     html_sha256: str = ""
     json_sha256: str = ""
     downloaded: int = 0
@@ -78,6 +82,11 @@ class ProjectSyncer:
         self.simple_dir = simple_dir
         self.web = web
         self.staging = web / STAGING
+        # the hot paths join strings: pathlib's parsing costs more than the system calls it wraps
+        self.web_s = os.fspath(web)
+        self.simple_s = os.fspath(simple_dir)
+        self.staging_s = os.fspath(self.staging)
+        self.names = TempNames()
         self.need_requires = need_requires
         self.fsync = fsync
         self.dry_run = dry_run
@@ -85,7 +94,7 @@ class ProjectSyncer:
 
     def run(self, task: ProjectTask) -> ProjectResult:
         page = self.upstream.project(task.canonical, min_serial=task.root_serial)
-        result = ProjectResult(task=task, page=page)
+        result = ProjectResult(page_serial=page.serial, fingerprint=page.fingerprint, status=page.status)
         result.serial = page.serial if page.serial is not None else task.root_serial
         if result.serial is None:
             result.serial = task.local_serial
@@ -123,15 +132,16 @@ class ProjectSyncer:
     # -- files --------------------------------------------------------------------------------
     def _one_file(self, f: UpstreamFile, old: Optional[MirroredFile]) -> tuple[MirroredFile, int]:
         fetched = 0
-        if old is not None and (self.web / old.path).is_file():
-            path, size, sha256 = old.path, old.size, old.sha256
+        held = _regular_file(os.path.join(self.web_s, old.path)) if old is not None else None
+        if old is not None and held is not None:
+            path, size, sha256, mtime_ns = old.path, old.size, old.sha256, held.st_mtime_ns
             body: Optional[bytes] = None
             meta_sha, meta_size, requires = old.metadata_sha256, old.metadata_size, old.requires_dist
-            if meta_sha is not None and not (self.web / (path + ".metadata")).is_file():
+            if meta_sha is not None and not os.path.isfile(os.path.join(self.web_s, path + ".metadata")):
                 meta_sha = meta_size = None
         else:
             got = self.downloader.fetch(f.url, f.filename, f.sha256, f.size)
-            path, size, sha256, body = got.path, got.size, got.sha256, got.data
+            path, size, sha256, body, mtime_ns = got.path, got.size, got.sha256, got.data, got.mtime_ns
             fetched = 0 if got.adopted else size
             meta_sha = meta_size = None
             requires = None
@@ -154,6 +164,7 @@ class ProjectSyncer:
                 metadata_size=meta_size,
                 version=f.version,
                 requires_dist=requires,
+                mtime_ns=mtime_ns,
             ),
             fetched,
         )
@@ -171,34 +182,36 @@ class ProjectSyncer:
             data = self.downloader.fetch_bytes(f.url + ".metadata", f"metadata of {f.filename}", f.metadata_sha256)
         if data is None:
             return None, None, None
-        write_atomic(self.web / (path + ".metadata"), data, self.fsync)
+        write_atomic(os.path.join(self.web_s, path + ".metadata"), data, self.fsync)
         requires = requires_dist(data) if self.need_requires else None
         return hashlib.sha256(data).hexdigest(), len(data), requires
 
     # -- pages --------------------------------------------------------------------------------
     def _pages_present(self, canonical: str) -> bool:
-        directory = self.simple_dir / canonical
-        return all((directory / name).is_file() for name in PAGE_NAMES)
+        directory = os.path.join(self.simple_s, canonical)
+        return all(os.path.isfile(os.path.join(directory, name)) for name in PAGE_NAMES)
 
     def _stage_pages(self, page: ProjectPage, result: ProjectResult) -> None:
-        directory = self.simple_dir / page.canonical
+        directory = os.path.join(self.simple_s, page.canonical)
         try:
-            directory.mkdir(parents=True, exist_ok=True)
+            make_dirs(directory)
         except OSError as exc:
             if exc.errno == 28:
-                raise FilesystemError(f"the disk holding {directory.parent} is full") from None
+                raise FilesystemError(f"the disk holding {self.simple_s} is full") from None
             raise
         html = project_html(page.name, result.files, page.status)
         js = project_json(page.canonical, result.serial, result.files, result.versions, page.status)
         result.html_sha256 = hashlib.sha256(html).hexdigest()
         result.json_sha256 = hashlib.sha256(js).hexdigest()
-        html_tmp = stage(self.staging, directory / "index.html", html)
-        v1_html_tmp = html_tmp.with_name(html_tmp.name + ".v1")
+        final_html = os.path.join(directory, "index.html")
+        html_tmp = stage(self.staging_s, final_html, html, self.names)
+        v1_html_tmp = html_tmp + ".v1"
         os.link(html_tmp, v1_html_tmp)  # index.v1_html: the same bytes, no second write
+        final_json = os.path.join(directory, "index.v1_json")
         result.staged = [
-            (html_tmp, directory / "index.html"),
-            (v1_html_tmp, directory / "index.v1_html"),
-            (stage(self.staging, directory / "index.v1_json", js), directory / "index.v1_json"),
+            (html_tmp, final_html),
+            (v1_html_tmp, os.path.join(directory, "index.v1_html")),
+            (stage(self.staging_s, final_json, js, self.names), final_json),
         ]
 
     def _plan(self, task: ProjectTask, selected: list[UpstreamFile], result: ProjectResult) -> None:
@@ -228,3 +241,11 @@ class ProjectSyncer:
         for old in task.previous:
             if old.path not in kept:
                 result.plan_delete.append({"project": task.canonical, "path": old.path, "size": old.size})
+
+
+def _regular_file(path: str) -> Optional[os.stat_result]:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st if stat.S_ISREG(st.st_mode) else None

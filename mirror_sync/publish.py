@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Optional
 
 from .fsutil import Flusher, write_atomic
-from .project_sync import ProjectResult
+from .project_sync import ProjectResult, ProjectTask
 from .render import root_html, root_json, serials_map
 from .state import State
 
@@ -38,13 +38,13 @@ class Publisher:
         self.fsync = fsync
         self.batch_size = batch_size
         self.batch_seconds = batch_seconds
-        self.pending: list[ProjectResult] = []
+        self.pending: list[tuple[ProjectTask, ProjectResult]] = []
         self.last_flush = time.monotonic()
         self.published = 0
         self.files_deleted = 0
 
-    def add(self, result: ProjectResult) -> None:
-        self.pending.append(result)
+    def add(self, task: ProjectTask, result: ProjectResult) -> None:
+        self.pending.append((task, result))
         if len(self.pending) >= self.batch_size or time.monotonic() - self.last_flush >= self.batch_seconds:
             self.flush()
 
@@ -53,7 +53,7 @@ class Publisher:
         if not self.pending:
             return
         batch, self.pending = self.pending, []
-        changed = [r for r in batch if not r.unchanged]
+        changed = [r for _t, r in batch if not r.unchanged]
         if changed and self.flusher is not None:
             self.flusher.flush()  # the files and staged pages are on disk before any page links to them
         for r in changed:
@@ -66,22 +66,15 @@ class Publisher:
         now = time.time()
         self.state.begin()
         try:
-            for r in batch:
-                t = r.task
-                page = r.page
-                assert page is not None
+            for t, r in batch:
                 if r.unchanged:
                     self.state.db.execute(
                         "UPDATE projects SET upstream_serial = ?, synced_at = ? WHERE name = ?",
-                        (t.root_serial if t.root_serial is not None else page.serial, now, t.canonical),
+                        (t.root_serial if t.root_serial is not None else r.page_serial, now, t.canonical),
                     )
                     continue
                 for f in r.files:
                     f.project = t.canonical
-                    try:
-                        f.mtime_ns = (self.web / f.path).stat().st_mtime_ns
-                    except OSError:
-                        f.mtime_ns = 0
                 removed = self.state.replace_files(t.canonical, r.files)
                 garbage.extend(removed)
                 garbage.extend(p + ".metadata" for p in removed)
@@ -89,10 +82,10 @@ class Publisher:
                     t.canonical,
                     t.display,
                     r.serial,
-                    t.root_serial if t.root_serial is not None else page.serial,
-                    page.fingerprint,
+                    t.root_serial if t.root_serial is not None else r.page_serial,
+                    r.fingerprint,
                     t.selection,
-                    page.status,
+                    r.status,
                     r.versions,
                     r.html_sha256,
                     r.json_sha256,
@@ -109,7 +102,7 @@ class Publisher:
 
     def discard(self) -> None:
         """Drop staged pages of results that will not be published."""
-        for r in self.pending:
+        for _t, r in self.pending:
             discard_staged(r)
         self.pending = []
 
@@ -166,7 +159,7 @@ class Publisher:
 def discard_staged(result: ProjectResult) -> None:
     for tmp, _final in result.staged:
         try:
-            tmp.unlink()
+            os.unlink(tmp)
         except OSError:
             pass
     result.staged = []

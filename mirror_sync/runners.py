@@ -1,15 +1,20 @@
 """Where project tasks run: worker threads in this process, or, for large runs, worker processes
 that each run a share of the threads, so the engine uses every core instead of one GIL.
 
-Both hand back one concurrent.futures.Future per task; results (and errors) are the same.
+Both take tasks with `submit` and hand back each outcome, in completion order, from `next_done`:
+(task, result, None) or (task, None, error). Outcomes travel through queues, not one Future per
+task: on a run of tens of thousands of small projects the futures' condition variables and the
+waiters of `concurrent.futures.wait` cost more than the bookkeeping they provide.
 """
 from __future__ import annotations
 
 import multiprocessing
 import os
+import queue
+import threading
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Optional, Protocol
+from typing import Callable, Optional, Protocol, Union
 
 from .errors import FilesystemError, MirrorSyncError
 from .project_sync import ProjectResult, ProjectSyncer, ProjectTask
@@ -18,31 +23,79 @@ from .project_sync import ProjectResult, ProjectSyncer, ProjectTask
 PROCESS_THRESHOLD = 256
 PROCESS_BATCH = 16
 
+Outcome = tuple[Optional[ProjectResult], Optional[BaseException]]
+Done = tuple[ProjectTask, Optional[ProjectResult], Optional[BaseException]]
+MakeSyncer = Callable[[Optional[ThreadPoolExecutor]], ProjectSyncer]
+
 
 class Runner(Protocol):
     batch_size: int
     in_flight: int
 
-    def submit_many(self, tasks: list[ProjectTask]) -> list["Future[ProjectResult]"]: ...
+    def submit(self, tasks: list[ProjectTask]) -> None: ...
+
+    def next_done(self) -> Done: ...
 
     def close(self) -> None: ...
 
 
-class ThreadRunner:
-    """Project tasks on a thread pool; big projects' files on a second pool."""
+def _run_one(syncer: ProjectSyncer, task: ProjectTask) -> Outcome:
+    try:
+        return syncer.run(task), None
+    except BaseException as exc:  # handed to the caller, which decides (one project, or the whole run)
+        return None, exc
 
-    def __init__(self, make_syncer: Callable[[Optional[ThreadPoolExecutor]], ProjectSyncer], workers: int) -> None:
-        self.batch_size = 1
+
+class _Workers:
+    """`threads` threads running tasks from a queue; outcomes go to `out` as (key, task, outcome)."""
+
+    def __init__(self, syncer: ProjectSyncer, threads: int, out: "queue.SimpleQueue[tuple[object, ProjectTask, Outcome]]") -> None:
+        self.syncer = syncer
+        self.todo: "queue.SimpleQueue[Optional[tuple[object, ProjectTask]]]" = queue.SimpleQueue()
+        self.out = out
+        self.threads = [threading.Thread(target=self._loop, name=f"project-{i}", daemon=True) for i in range(threads)]
+        for t in self.threads:
+            t.start()
+
+    def _loop(self) -> None:
+        while True:
+            item = self.todo.get()
+            if item is None:
+                return
+            key, task = item
+            self.out.put((key, task, _run_one(self.syncer, task)))
+
+    def put(self, key: object, task: ProjectTask) -> None:
+        self.todo.put((key, task))
+
+    def stop(self) -> None:
+        for _ in self.threads:
+            self.todo.put(None)
+        for t in self.threads:
+            t.join()
+
+
+class ThreadRunner:
+    """Project tasks on worker threads; big projects' files on a second pool."""
+
+    def __init__(self, make_syncer: MakeSyncer, workers: int) -> None:
+        self.batch_size = workers
         self.in_flight = workers * 4
-        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="project")
         self.file_pool = ThreadPoolExecutor(workers, thread_name_prefix="file")
         self.syncer = make_syncer(self.file_pool)
+        self.done: "queue.SimpleQueue[tuple[object, ProjectTask, Outcome]]" = queue.SimpleQueue()
+        self.workers = _Workers(self.syncer, workers, self.done)
 
-    def submit_many(self, tasks: list[ProjectTask]) -> list["Future[ProjectResult]"]:
-        return [self.pool.submit(self.syncer.run, t) for t in tasks]
+    def submit(self, tasks: list[ProjectTask]) -> None:
+        for task in tasks:
+            self.workers.put(None, task)
+
+    def next_done(self) -> Done:
+        _key, task, (result, error) = self.done.get()
+        return task, result, error
 
     def close(self) -> None:
-        self.pool.shutdown(wait=True, cancel_futures=True)
+        self.workers.stop()
         self.file_pool.shutdown(wait=True, cancel_futures=True)
         self.syncer.upstream.client.close()
 
@@ -56,33 +109,41 @@ class _ChildContext:
 _CHILD: Optional[_ChildContext] = None
 
 
-def _child_init(make_syncer: Callable[[Optional[ThreadPoolExecutor]], ProjectSyncer], threads: int) -> None:
+def _child_init(make_syncer: MakeSyncer, threads: int) -> None:
     global _CHILD
     _CHILD = _ChildContext(ThreadRunner(make_syncer, threads))
 
 
-def _child_run(tasks: list[ProjectTask]) -> list[tuple[Optional[ProjectResult], Optional[BaseException]]]:
+def _portable(error: BaseException) -> BaseException:
+    """Errors cross the process boundary as plain messages of the engine's own types."""
+    if isinstance(error, FilesystemError):
+        return FilesystemError(str(error))
+    if isinstance(error, MirrorSyncError):
+        return MirrorSyncError(str(error))
+    return MirrorSyncError(f"unexpected {error.__class__.__name__}: {error}")
+
+
+def _child_run(tasks: list[ProjectTask]) -> list[Outcome]:
+    """Runs in a worker process: the batch on its threads; outcomes in the order of `tasks`."""
     assert _CHILD is not None, "worker process was not initialised"
-    out: list[tuple[Optional[ProjectResult], Optional[BaseException]]] = []
-    for fut in _CHILD.runner.submit_many(tasks):
-        try:
-            out.append((fut.result(), None))
-        except FilesystemError as exc:
-            out.append((None, FilesystemError(str(exc))))
-        except MirrorSyncError as exc:
-            out.append((None, MirrorSyncError(str(exc))))
-        except Exception as exc:  # errors must cross the process boundary as plain messages
-            out.append((None, MirrorSyncError(f"unexpected {exc.__class__.__name__}: {exc}")))
+    runner = _CHILD.runner
+    for i, task in enumerate(tasks):
+        runner.workers.put(i, task)
+    out: list[Outcome] = [(None, None)] * len(tasks)
+    for _ in tasks:
+        key, _task, (result, error) = runner.done.get()
+        out[key] = (result, None if error is None else _portable(error))  # type: ignore[call-overload]
     return out
 
 
 class ProcessRunner:
     """Batches of tasks to worker processes, each running `workers / processes` threads."""
 
-    def __init__(self, make_syncer: Callable[[Optional[ThreadPoolExecutor]], ProjectSyncer], workers: int, processes: int) -> None:
+    def __init__(self, make_syncer: MakeSyncer, workers: int, processes: int) -> None:
         threads = max(1, -(-workers // processes))
         self.batch_size = max(1, min(PROCESS_BATCH, threads * 4))
         self.in_flight = processes * self.batch_size * 3
+        self.done: "queue.SimpleQueue[Done]" = queue.SimpleQueue()
         self.pool = ProcessPoolExecutor(
             processes,
             mp_context=multiprocessing.get_context("fork"),
@@ -90,33 +151,30 @@ class ProcessRunner:
             initargs=(make_syncer, threads),
         )
 
-    def submit_many(self, tasks: list[ProjectTask]) -> list["Future[ProjectResult]"]:
-        futures: list[Future[ProjectResult]] = [Future() for _ in tasks]
+    def submit(self, tasks: list[ProjectTask]) -> None:
         batch = self.pool.submit(_child_run, tasks)
 
-        def settle(done: "Future[list[tuple[Optional[ProjectResult], Optional[BaseException]]]]") -> None:
+        def settle(done: "Future[list[Outcome]]") -> None:
             try:
                 outcomes = done.result()
             except BaseException as exc:  # the worker process died: every task of its batch failed
-                for fut in futures:
-                    fut.set_exception(MirrorSyncError(f"worker process failed ({exc.__class__.__name__}: {exc})"))
+                error: Union[BaseException, None] = MirrorSyncError(f"worker process failed ({exc.__class__.__name__}: {exc})")
+                for task in tasks:
+                    self.done.put((task, None, error))
                 return
-            for fut, (result, error) in zip(futures, outcomes):
-                if error is not None:
-                    fut.set_exception(error)
-                else:
-                    fut.set_result(result)  # type: ignore[arg-type]
+            for task, (result, err) in zip(tasks, outcomes):
+                self.done.put((task, result, err))
 
         batch.add_done_callback(settle)
-        return futures
+
+    def next_done(self) -> Done:
+        return self.done.get()
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
 
-def choose_runner(
-    make_syncer: Callable[[Optional[ThreadPoolExecutor]], ProjectSyncer], workers: int, tasks: int
-) -> Runner:
+def choose_runner(make_syncer: MakeSyncer, workers: int, tasks: int) -> Runner:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     processes = min(cores, workers)
     if processes > 1 and tasks >= PROCESS_THRESHOLD:

@@ -6,7 +6,7 @@ import hashlib
 import json
 import logging
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -351,52 +351,47 @@ class _Runner:
         requires: dict[str, list[str]] = {}
         keep = self.sync.closure_mode
         fatal: Optional[BaseException] = None
-        pending: set[Future[ProjectResult]] = set()
         tasks = iter(todo)
-        owner: dict[Future[ProjectResult], ProjectTask] = {}
+        in_flight = 0
         runner = choose_runner(self.make_syncer, self.sync.config.workers, len(todo))
 
-        def submit_more() -> None:
-            while len(pending) < runner.in_flight:
+        def submit_more() -> int:
+            submitted = 0
+            while in_flight + submitted < runner.in_flight:
                 batch = list(islice(tasks, runner.batch_size))
                 if not batch:
-                    return
-                for task, fut in zip(batch, runner.submit_many(batch)):
-                    owner[fut] = task
-                    pending.add(fut)
+                    break
+                runner.submit(batch)
+                submitted += len(batch)
+            return submitted
 
         try:
-            submit_more()
-            while pending:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    pending.discard(fut)
-                    task = owner.pop(fut)
-                    try:
-                        result = fut.result()
-                    except FilesystemError as exc:
-                        fatal = fatal or exc
-                        progress.step(failed=True)
-                        continue
-                    except MirrorSyncError as exc:
-                        self._fail(task.canonical, str(exc))
-                        progress.step(failed=True)
-                        continue
-                    except Exception as exc:  # a bug or an unexpected library error: one project, not the run
-                        log.exception("event=project-error project=%s", task.canonical)
-                        self._fail(task.canonical, f"unexpected {exc.__class__.__name__}: {exc}")
-                        progress.step(failed=True)
-                        continue
+            in_flight += submit_more()
+            while in_flight:
+                task, result, error = runner.next_done()
+                in_flight -= 1
+                if error is not None:
+                    if isinstance(error, FilesystemError):
+                        fatal = fatal or error
+                    elif isinstance(error, MirrorSyncError):
+                        self._fail(task.canonical, str(error))
+                    elif isinstance(error, Exception):  # a bug or an unexpected library error: one project, not the run
+                        log.error("event=project-error project=%s", task.canonical, exc_info=error)
+                        self._fail(task.canonical, f"unexpected {error.__class__.__name__}: {error}")
+                    else:
+                        raise error
+                    progress.step(failed=True)
+                elif result is not None:
                     if fatal is not None:
                         discard_staged(result)
                         progress.step(failed=True)
-                        continue
-                    self._record(result)
-                    if keep:
-                        requires[task.canonical] = requires_lines(result.files)
-                    progress.step()
+                    else:
+                        self._record(task, result)
+                        if keep:
+                            requires[task.canonical] = requires_lines(result.files)
+                        progress.step()
                 if fatal is None:
-                    submit_more()
+                    in_flight += submit_more()
         finally:
             runner.close()
         if fatal is not None:
@@ -407,7 +402,7 @@ class _Runner:
                 self.state.set_meta("local_serial", str(self.local_serial))
         return requires
 
-    def _record(self, result: ProjectResult) -> None:
+    def _record(self, task: ProjectTask, result: ProjectResult) -> None:
         s = self.sync.stats
         if not result.unchanged:
             s.synced += 1
@@ -416,13 +411,13 @@ class _Runner:
         s.plan_fetch.extend(result.plan_fetch)
         s.plan_delete.extend(result.plan_delete)
         if self.publisher is not None:
-            self.publisher.add(result)
+            self.publisher.add(task, result)
             if time.monotonic() - self.last_root_publish > ROOT_REPUBLISH_SECONDS:
                 self.publisher.flush()
                 self.publisher.publish_root(self.state.get_meta_int("mirror_serial") if self.state else None)
                 self.last_root_publish = time.monotonic()
         if not result.unchanged:
-            log.debug("event=project-synced project=%s files=%d downloaded=%d", result.task.canonical, len(result.files), result.downloaded)
+            log.debug("event=project-synced project=%s files=%d downloaded=%d", task.canonical, len(result.files), result.downloaded)
 
     def _fail(self, project: str, error: str) -> None:
         log.error("event=project-failed project=%s error=%r", project, error)

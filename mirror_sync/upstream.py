@@ -12,7 +12,7 @@ from urllib.parse import unquote, urljoin, urlsplit
 import requests
 
 from .errors import HostileDataError, UpstreamError
-from .http import HttpClient
+from .http import HttpClient, HttpResponse
 from .models import ProjectPage, RootIndex, UpstreamFile
 from .names import canonical_project, canonical_projects, check_filename, check_sha256, version_of
 
@@ -24,11 +24,11 @@ ACCEPT = f"{JSON_TYPE}, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0
 STALE_RETRIES = 3
 
 
-def _content_type(response: requests.Response) -> str:
+def _content_type(response: HttpResponse) -> str:
     return response.headers.get("Content-Type", "").split(";")[0].strip().lower()
 
 
-def _header_serial(response: requests.Response) -> Optional[int]:
+def _header_serial(response: HttpResponse) -> Optional[int]:
     raw = response.headers.get("X-PyPI-Last-Serial")
     try:
         return int(raw) if raw is not None else None
