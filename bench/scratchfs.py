@@ -37,6 +37,7 @@ class ScratchFs:
         self.size = max(MIN_BYTES, files * BYTES_PER_FILE)
         self.inodes = max(65536, files * INODES_PER_FILE)
         self.dir = Path(tempfile.mkdtemp(prefix="mirror-bench-fs-", dir=parent))
+        os.chmod(self.dir, 0o755)  # nginx workers run as nobody and must reach the tree below
         self.image = self.dir / "ext4.img"
         self.mountpoint = self.dir / "mnt"
         self.mounted = False

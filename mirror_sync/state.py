@@ -47,7 +47,25 @@ CREATE TABLE IF NOT EXISTS files (
 );
 CREATE INDEX IF NOT EXISTS files_project ON files(project);
 CREATE TABLE IF NOT EXISTS garbage (path TEXT PRIMARY KEY);  -- to unlink once nothing links to it
+-- running totals, so a no-op run (and `status`) reads one row instead of scanning every file
+CREATE TABLE IF NOT EXISTS totals (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    projects INTEGER NOT NULL,
+    files INTEGER NOT NULL,
+    bytes INTEGER NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS totals_file_in AFTER INSERT ON files
+    BEGIN UPDATE totals SET files = files + 1, bytes = bytes + NEW.size; END;
+CREATE TRIGGER IF NOT EXISTS totals_file_out AFTER DELETE ON files
+    BEGIN UPDATE totals SET files = files - 1, bytes = bytes - OLD.size; END;
+CREATE TRIGGER IF NOT EXISTS totals_file_size AFTER UPDATE OF size ON files
+    BEGIN UPDATE totals SET bytes = bytes - OLD.size + NEW.size; END;
+CREATE TRIGGER IF NOT EXISTS totals_project_in AFTER INSERT ON projects
+    BEGIN UPDATE totals SET projects = projects + 1; END;
+CREATE TRIGGER IF NOT EXISTS totals_project_out AFTER DELETE ON projects
+    BEGIN UPDATE totals SET projects = projects - 1; END;
 """
+_COUNT_TOTALS = "SELECT (SELECT COUNT(*) FROM projects), (SELECT COUNT(*) FROM files), (SELECT COALESCE(SUM(size), 0) FROM files)"
 
 
 @dataclass(frozen=True)
@@ -107,7 +125,14 @@ class State:
             self.db = sqlite3.connect(str(path), isolation_level=None)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
+            # INSERT OR REPLACE deletes the row it replaces: with this, that delete fires the
+            # totals trigger too
+            self.db.execute("PRAGMA recursive_triggers=ON")
             self.db.executescript(_SCHEMA)
+            self.db.execute("BEGIN IMMEDIATE")
+            if self.db.execute("SELECT 1 FROM totals").fetchone() is None:  # new, or from before the totals
+                self.db.execute(f"INSERT INTO totals(id, projects, files, bytes) SELECT 1, * FROM ({_COUNT_TOTALS})")
+            self.db.execute("COMMIT")
             self.set_meta("schema_version", str(SCHEMA_VERSION))
         self.db.row_factory = sqlite3.Row
 
@@ -210,9 +235,14 @@ class State:
         return sorted(old - new)
 
     def totals(self) -> tuple[int, int, int]:
-        projects = self.db.execute("SELECT COUNT(*) FROM projects").fetchone()[0]
-        files, size = self.db.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM files").fetchone()
-        return projects, files, size
+        """(projects, files, bytes of files)."""
+        try:
+            row = self.db.execute("SELECT projects, files, bytes FROM totals").fetchone()
+        except sqlite3.OperationalError:  # opened read-only before a writer added the table
+            row = None
+        if row is None:
+            row = self.db.execute(_COUNT_TOTALS).fetchone()
+        return int(row[0]), int(row[1]), int(row[2])
 
     def path_referenced(self, path: str) -> bool:
         return self.db.execute("SELECT 1 FROM files WHERE path = ?", (path,)).fetchone() is not None

@@ -304,17 +304,28 @@ class Upstream:
     def _fetch(self, url: str, where: str) -> tuple[bytes, str, Optional[int], str]:
         try:
             with self.client.get(url, accept=ACCEPT) as response:
-                if response.status_code == 404:
-                    raise UpstreamError(f"{where}: upstream answered 404 Not Found")
-                if response.status_code >= 400:
-                    raise UpstreamError(f"{where}: upstream answered HTTP {response.status_code}")
+                _check_status(response, where)
                 return response.content, _content_type(response), _header_serial(response), response.url
         except requests.RequestException as exc:
             raise UpstreamError(f"{where}: request failed ({_short(exc)})") from None
 
     def root(self, unchanged_at: Optional[int] = None) -> RootIndex:
-        body, ctype, hserial, url = self._fetch(self.base_url, "upstream root index")
-        if ctype == JSON_TYPE or ctype == "application/json":
+        """The project list. With `unchanged_at` (the serial the mirror's last complete run
+        reached), a root that announces exactly that serial in its X-PyPI-Last-Serial header is
+        not even downloaded: on a big index the list is tens of megabytes."""
+        where = "upstream root index"
+        try:
+            with self.client.get(self.base_url, accept=ACCEPT, stream=True) as response:
+                _check_status(response, where)
+                hserial = _header_serial(response)
+                ctype = _content_type(response)
+                is_json = ctype == JSON_TYPE or ctype == "application/json"
+                if unchanged_at is not None and hserial == unchanged_at:
+                    return RootIndex(serial=hserial, json=is_json, unchanged=True)
+                body = response.content
+        except requests.RequestException as exc:
+            raise UpstreamError(f"{where}: request failed ({_short(exc)})") from None
+        if is_json:
             return parse_root_json(body, hserial, unchanged_at)
         return parse_root_html(body, hserial)
 
@@ -339,6 +350,13 @@ class Upstream:
             log.warning("event=stale-page project=%s serial=%s expected=%s attempt=%d", canonical, page.serial, min_serial, attempt + 1)
             time.sleep(min(0.2 * (attempt + 1), 1.0))
         raise UpstreamError(f"{where}: upstream keeps serving a stale page (serial {page.serial if page else '?'} < {min_serial})")
+
+
+def _check_status(response: HttpResponse, where: str) -> None:
+    if response.status_code == 404:
+        raise UpstreamError(f"{where}: upstream answered 404 Not Found")
+    if response.status_code >= 400:
+        raise UpstreamError(f"{where}: upstream answered HTTP {response.status_code}")
 
 
 def _short(exc: BaseException) -> str:
