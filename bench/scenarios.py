@@ -109,6 +109,29 @@ def _check(tool: Tool, scenario: str, r: RunResult, results: Results) -> None:
         results.notes.append(f"{scenario} / {tool.name}: " + "; ".join(problems) + f" (log: {r.log})")
 
 
+def read_tree(root: Path) -> None:
+    """Read every file under `root` once, so a measurement starts with it in the page cache."""
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            try:
+                with open(os.path.join(dirpath, name), "rb", buffering=0) as fh:
+                    while fh.read(1 << 20):
+                        pass
+            except OSError:
+                pass
+
+
+def can_drop_caches() -> bool:
+    return os.geteuid() == 0 and os.access("/proc/sys/vm/drop_caches", os.W_OK)
+
+
+def drop_caches() -> None:
+    """Write back, then drop the page cache, dentries and inodes: the next run reads from disk."""
+    os.sync()
+    with open("/proc/sys/vm/drop_caches", "w") as fh:
+        fh.write("3\n")
+
+
 def _measure(tool: Tool, scenario: str, cmd: list[str], nginx: Nginx, opts: Options, spy: Optional[PySpy]) -> RunResult:
     os.sync()  # the previous run's dirty pages are not charged to this one
     on_start = None
@@ -175,16 +198,19 @@ def _run(opts: Options, work: Path, log: Callable[[str], None]) -> Results:
         if wrk_errors:
             results.notes.append(f"wrk: {wrk_errors} of {wrk_requests} responses were errors (see {nginx.prefix}/error.log)")
 
-        def scenario(name: str, verify: bool = False) -> None:
+        def scenario(name: str, verify: bool = False, label: Optional[str] = None, before: Optional[Callable[[Tool], None]] = None) -> None:
             for tname in ORDER[name]:
                 if tname not in tools:
                     continue
                 tool = tools[tname]
-                r = _measure(tool, name, tool.verify_cmd if verify else tool.sync_cmd, nginx, opts, spy)
-                log(f"  {name:8} {tname:13} wall {r.wall_s:8.3f} s  cpu {r.cpu_s:8.2f} s  peak {r.peak_rss_mb:6.0f} MB  "
+                if before is not None:
+                    before(tool)
+                r = _measure(tool, label or name, tool.verify_cmd if verify else tool.sync_cmd, nginx, opts, spy)
+                name_shown = label or name
+                log(f"  {name_shown:8} {tname:13} wall {r.wall_s:8.3f} s  cpu {r.cpu_s:8.2f} s  peak {r.peak_rss_mb:6.0f} MB  "
                     f"requests {r.requests:7}  exit {r.returncode}")
-                results.add(name, tname, r)
-                _check(tool, name, r, results)
+                results.add(name_shown, tname, r)
+                _check(tool, name_shown, r, results)
 
         def check_files(when: str) -> None:
             expected = up.expected_files()
@@ -211,8 +237,14 @@ def _run(opts: Options, work: Path, log: Callable[[str], None]) -> Results:
         log(f"changed: {len(mutation.changed)} projects got a release, {len(mutation.removed)} files removed upstream")
         scenario("changed")
         check_files("changed")
-        log("verify of the complete mirror" + (" (mirror-sync --full: re-hash like bandersnatch)" if opts.verify_full else ""))
-        scenario("verify", verify=True)
+        log("verify of the complete mirror" + (" (mirror-sync --full: re-hash like bandersnatch)" if opts.verify_full else "")
+            + ", page cache warm: each tool's tree is read once first")
+        scenario("verify", verify=True, before=lambda tool: read_tree(tool.packages_dir.parent.parent))
+        if can_drop_caches():
+            log("verify again with a cold page cache (dropped before each tool's run)")
+            scenario("verify", verify=True, label="verify (cold cache)", before=lambda _tool: drop_caches())
+        else:
+            results.notes.append("verify (cold cache) not measured: dropping the page cache needs root")
         if "mirror_sync_stat" in tools:
             r = _measure(tools["mirror_sync_stat"], "verify-stat", tools["mirror_sync_stat"].verify_cmd, nginx, opts, None)
             log(f"  verify without --full (size/mtime) mirror_sync wall {r.wall_s:8.3f} s  cpu {r.cpu_s:8.2f} s")

@@ -7,7 +7,7 @@ import multiprocessing
 import os
 import time
 from collections import deque
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from itertools import islice
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional, TypeVar
@@ -42,38 +42,149 @@ def _check_item(f: MirroredFile) -> CheckItem:
     return (f.path, f.size, f.sha256, f.mtime_ns, f.metadata_sha256)
 
 
+READ_AHEAD = 32  # files opened ahead of the one being hashed, with a read-ahead hint each
+
+
+class _Opened:
+    """A file (and its .metadata) opened ahead of use; -1 where opening failed as missing."""
+
+    __slots__ = ("item", "fd", "meta_fd")
+
+    def __init__(self, web: str, item: CheckItem, full: bool) -> None:
+        self.item = item
+        target = os.path.join(web, item[0])
+        self.fd = _open_ahead(target) if full else -1
+        self.meta_fd = _open_ahead(target + ".metadata") if item[4] is not None else -1
+
+    def close(self) -> None:
+        for fd in (self.fd, self.meta_fd):
+            if fd >= 0:
+                os.close(fd)
+
+
+def _open_ahead(path: str) -> int:
+    """Open `path` and ask the kernel to start reading it now (cold caches: many reads in flight
+    instead of one per process); -1 when it does not exist."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return -1
+    if hasattr(os, "posix_fadvise"):
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+        except OSError:
+            pass
+    return fd
+
+
+OPENER_THREADS = 8  # opening a file with a cold cache waits for its inode: several waits overlap
+OPEN_GROUP = 8  # items opened per task on those threads
+
+X = TypeVar("X")
+Y = TypeVar("Y")
+
+
+def _prefetched(items: list[X], open_one: Callable[[X], Y], close_one: Callable[[Y], None]) -> Iterator[Y]:
+    """open_one(item) for each item, in order; the opening runs up to READ_AHEAD items ahead on
+    a few threads. Whatever was opened and not consumed is closed when the iteration ends."""
+    groups = [items[i:i + OPEN_GROUP] for i in range(0, len(items), OPEN_GROUP)]
+
+    def open_group(group: list[X]) -> list[Y]:
+        done: list[Y] = []
+        try:
+            for item in group:
+                done.append(open_one(item))
+        except BaseException:
+            for opened in done:
+                close_one(opened)
+            raise
+        return done
+
+    window: deque[Future[list[Y]]] = deque()
+    pending = iter(groups)
+    with ThreadPoolExecutor(OPENER_THREADS, thread_name_prefix="open") as pool:
+        try:
+            for group in islice(pending, max(1, READ_AHEAD // OPEN_GROUP)):
+                window.append(pool.submit(open_group, group))
+            while window:
+                batch = window.popleft().result()
+                nxt = next(pending, None)
+                if nxt is not None:
+                    window.append(pool.submit(open_group, nxt))
+                for i, opened in enumerate(batch):
+                    try:
+                        yield opened
+                    except BaseException:
+                        for rest in batch[i + 1:]:
+                            close_one(rest)
+                        raise
+        finally:
+            for fut in window:
+                fut.cancel()
+            for fut in window:
+                if not fut.cancelled():
+                    try:
+                        for opened in fut.result():
+                            close_one(opened)
+                    except Exception:
+                        pass
+
+
+def _hash_fd(fd: int) -> str:
+    digest = hashlib.sha256()
+    while True:
+        chunk = os.read(fd, 1 << 20)
+        if not chunk:
+            return digest.hexdigest()
+        digest.update(chunk)
+
+
 def check_file(web: str, item: CheckItem, full: bool) -> FileCheck:
     """Size and mtime against the state (a changed mtime, or `full`, re-hashes); the .metadata
     file's hash. Pure: runs in worker processes too."""
-    path, size, sha256, mtime_ns, meta_sha = item
+    opened = _Opened(web, item, full)
+    try:
+        return _check_opened(web, opened, full)
+    finally:
+        opened.close()
+
+
+def _check_opened(web: str, opened: _Opened, full: bool) -> FileCheck:
+    path, size, sha256, mtime_ns, meta_sha = opened.item
     target = os.path.join(web, path)
     problem: Optional[str] = None
     new_mtime: Optional[int] = None
     try:
-        st = os.stat(target)
+        st = os.fstat(opened.fd) if opened.fd >= 0 else os.stat(target)
     except FileNotFoundError:
         problem = "missing"
     else:
         if st.st_size != size:
             problem = "corrupt"
         elif full or st.st_mtime_ns != mtime_ns:
-            if hash_file(Path(target))[1] != sha256:
+            got = _hash_fd(opened.fd) if opened.fd >= 0 else hash_file(target)[1]
+            if got != sha256:
                 problem = "corrupt"
             elif st.st_mtime_ns != mtime_ns:
                 problem, new_mtime = "touched", st.st_mtime_ns
     meta_problem: Optional[str] = None
     if meta_sha is not None:
-        try:
-            with open(target + ".metadata", "rb") as fh:
-                if hashlib.sha256(fh.read()).hexdigest() != meta_sha:
-                    meta_problem = "corrupt"
-        except FileNotFoundError:
+        if opened.meta_fd < 0:
             meta_problem = "missing"
+        elif _hash_fd(opened.meta_fd) != meta_sha:
+            meta_problem = "corrupt"
     return problem, new_mtime, meta_problem
 
 
 def check_files(web: str, items: list[CheckItem], full: bool) -> list[FileCheck]:
-    return [check_file(web, item, full) for item in items]
+    """check_file for each item, the next files already opened (and being read in) meanwhile."""
+    out: list[FileCheck] = []
+    for opened in _prefetched(items, lambda item: _Opened(web, item, full), _Opened.close):
+        try:
+            out.append(_check_opened(web, opened, full))
+        finally:
+            opened.close()
+    return out
 
 
 def _check_chunk(web: str, full: bool, chunk: list[MirroredFile]) -> list[FileCheck]:
@@ -85,17 +196,30 @@ PageItem = tuple[str, Optional[str], Optional[str]]
 
 
 def check_pages(simple: str, items: list[PageItem]) -> list[list[tuple[str, str]]]:
-    """For each project, its page files that are missing or do not hash as the state says."""
-    out = []
-    for name, html_sha, json_sha in items:
+    """For each project, its page files that are missing or do not hash as the state says (the
+    next projects' pages opened and being read in meanwhile)."""
+    names = ("index.html", "index.v1_html", "index.v1_json")
+
+    def open_pages(item: PageItem) -> tuple[PageItem, list[int]]:
+        return item, [_open_ahead(os.path.join(simple, item[0], page)) for page in names]
+
+    def close_pages(opened: tuple[PageItem, list[int]]) -> None:
+        for fd in opened[1]:
+            if fd >= 0:
+                os.close(fd)
+
+    out: list[list[tuple[str, str]]] = []
+    for opened in _prefetched(items, open_pages, close_pages):
+        (_name, html_sha, json_sha), fds = opened
         bad = []
-        for page, expected in (("index.html", html_sha), ("index.v1_html", html_sha), ("index.v1_json", json_sha)):
-            try:
-                with open(os.path.join(simple, name, page), "rb") as fh:
-                    if hashlib.sha256(fh.read()).hexdigest() != expected:
-                        bad.append((page, "corrupt"))
-            except FileNotFoundError:
-                bad.append((page, "missing"))
+        try:
+            for page, expected, fd in zip(names, (html_sha, html_sha, json_sha), fds):
+                if fd < 0:
+                    bad.append((page, "missing"))
+                elif _hash_fd(fd) != expected:
+                    bad.append((page, "corrupt"))
+        finally:
+            close_pages(opened)
         out.append(bad)
     return out
 

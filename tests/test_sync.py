@@ -398,3 +398,34 @@ def test_large_run_uses_worker_processes_and_stays_consistent(index_tree: IndexT
     rc, summary, _ = run_cli(cfg, "sync")
     assert rc == 0 and summary["projects"]["synced"] == 1
     assert len(check_mirror(mirror_dir)) == count
+
+
+def test_verify_reading_ahead_finds_each_problem_at_its_file(tmp_path: Path) -> None:
+    """check_files opens files ahead of the one it hashes (on threads, in groups): every result
+    still belongs to its own file, wherever the problem sits in a long list."""
+    import hashlib
+
+    from mirror_sync.verify import READ_AHEAD, check_files
+
+    web = tmp_path / "web"
+    items = []
+    for i in range(READ_AHEAD * 3 + 5):
+        body = f"file {i}".encode() * (i + 1)
+        meta = f"meta {i}".encode()
+        path = f"packages/{i:03d}/f-{i}.whl"
+        (web / path).parent.mkdir(parents=True)
+        (web / path).write_bytes(body)
+        (web / (path + ".metadata")).write_bytes(meta)
+        mtime = (web / path).stat().st_mtime_ns
+        items.append((path, len(body), hashlib.sha256(body).hexdigest(), mtime, hashlib.sha256(meta).hexdigest()))
+    missing, corrupt, meta_gone, meta_bad = 3, READ_AHEAD + 7, READ_AHEAD * 2 + 1, len(items) - 1
+    (web / items[missing][0]).unlink()
+    data = (web / items[corrupt][0]).read_bytes()
+    (web / items[corrupt][0]).write_bytes(bytes([data[0] ^ 1]) + data[1:])
+    (web / (items[meta_gone][0] + ".metadata")).unlink()
+    (web / (items[meta_bad][0] + ".metadata")).write_bytes(b"other")
+    results = check_files(str(web), items, True)
+    assert len(results) == len(items)
+    for i, (problem, _mtime, meta_problem) in enumerate(results):
+        assert problem == ("missing" if i == missing else "corrupt" if i == corrupt else None), i
+        assert meta_problem == ("missing" if i == meta_gone else "corrupt" if i == meta_bad else None), i
