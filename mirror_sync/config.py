@@ -8,13 +8,15 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import yaml
-from packaging.requirements import InvalidRequirement, Requirement
 
 from .errors import ConfigError
 from .pip_default import default_upstream
+
+if TYPE_CHECKING:  # imported where parsed: a configuration without requirements never loads the parser
+    from packaging.requirements import Requirement
 
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
@@ -151,6 +153,8 @@ def _requirements(reader: _Reader, key: str) -> Optional[tuple[Requirement, ...]
     items = reader.get(key, list)
     if items is None:
         return None
+    from packaging.requirements import InvalidRequirement, Requirement
+
     reqs = []
     for i, item in enumerate(items):
         if not isinstance(item, str):

@@ -5,7 +5,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Optional
 
-from packaging.markers import default_environment
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.tags import Tag, compatible_tags, cpython_tags, mac_platforms, parse_tag
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
@@ -25,6 +24,8 @@ def marker_environments(envs: Optional[tuple[Environment, ...]]) -> list[dict[st
     """Marker environments to evaluate Requires-Dist for; an environment with no platform
     stands for every platform."""
     if envs is None:
+        from packaging.markers import default_environment
+
         return [{k: str(v) for k, v in default_environment().items()}]
     out: list[dict[str, str]] = []
     for env in envs:

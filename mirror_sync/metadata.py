@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import io
-import tarfile
 import zipfile
 from email.parser import BytesHeaderParser
 from pathlib import Path
@@ -48,6 +47,8 @@ def wheel_metadata(source: Union[Path, bytes]) -> Optional[bytes]:
 def sdist_requires(path: Path) -> Optional[list[str]]:
     """Requires-Dist of an sdist: PKG-INFO when it is authoritative (2.2+, not dynamic),
     else an egg-info requires.txt; None when neither tells."""
+    import tarfile  # only closures over sdists read one
+
     members: dict[str, bytes] = {}
     wanted = ("PKG-INFO", "requires.txt")
     try:

@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
-from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
@@ -12,6 +11,9 @@ from packaging.version import InvalidVersion, Version
 from .config import Config
 from .environments import FileFilter
 from .models import ProjectPage, UpstreamFile
+
+if TYPE_CHECKING:
+    from packaging.requirements import Requirement
 
 
 @dataclass

@@ -10,15 +10,12 @@ from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
-from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from .closure import DependencyEvaluator
 from .config import Config
 from .download import Downloader
-from .environments import marker_environments
 from .errors import DeleteGuardError, FilesystemError, MirrorSyncError
 from .fsutil import Flusher, MirrorLock, clear_dir, preflight, shared_lock
 from .http import HttpClient
@@ -26,10 +23,14 @@ from .models import MirroredFile, RootIndex
 from .progress import Progress
 from .project_sync import STAGING, ProjectResult, ProjectSyncer, ProjectTask
 from .publish import Publisher, discard_staged
-from .runners import choose_runner
 from .selection import Selector, Want
 from .state import State
 from .upstream import Upstream
+
+if TYPE_CHECKING:
+    from packaging.requirements import Requirement
+
+    from .closure import DependencyEvaluator
 
 log = logging.getLogger("mirror_sync")
 
@@ -77,7 +78,12 @@ class Syncer:
         self.selector = Selector(config)
         self.fingerprint = filter_fingerprint(config)
         self.closure_mode = config.projects is not None and config.dependencies
-        self.evaluator = DependencyEvaluator(marker_environments(config.environments)) if self.closure_mode else None
+        self.evaluator: Optional[DependencyEvaluator] = None
+        if self.closure_mode:  # the requirement and marker machinery loads only for a closure
+            from .closure import DependencyEvaluator
+            from .environments import marker_environments
+
+            self.evaluator = DependencyEvaluator(marker_environments(config.environments))
 
     # -- entry point --------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
@@ -353,6 +359,8 @@ class _Runner:
         fatal: Optional[BaseException] = None
         tasks = iter(todo)
         in_flight = 0
+        from .runners import choose_runner  # worker processes: not loaded by a run with nothing to do
+
         runner = choose_runner(self.make_syncer, self.sync.config.workers, len(todo))
 
         def submit_more() -> int:
