@@ -80,10 +80,9 @@ class Syncer:
         self.closure_mode = config.projects is not None and config.dependencies
         self.evaluator: Optional[DependencyEvaluator] = None
         if self.closure_mode:  # the requirement and marker machinery loads only for a closure
-            from .closure import DependencyEvaluator
-            from .environments import marker_environments
+            from . import closure, environments
 
-            self.evaluator = DependencyEvaluator(marker_environments(config.environments))
+            self.evaluator = closure.DependencyEvaluator(environments.marker_environments(config.environments))
 
     # -- entry point --------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:

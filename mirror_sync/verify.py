@@ -9,7 +9,6 @@ import time
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from itertools import islice
-from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional, TypeVar
 
 from .config import Config
@@ -198,7 +197,7 @@ PageItem = tuple[str, Optional[str], Optional[str]]
 def check_pages(simple: str, items: list[PageItem]) -> list[list[tuple[str, str]]]:
     """For each project, its page files that are missing or do not hash as the state says (the
     next projects' pages opened and being read in meanwhile)."""
-    names = ("index.html", "index.v1_html", "index.v1_json")
+    names = PAGE_NAMES  # index.html, index.v1_html (the same bytes), index.v1_json
 
     def open_pages(item: PageItem) -> tuple[PageItem, list[int]]:
         return item, [_open_ahead(os.path.join(simple, item[0], page)) for page in names]
