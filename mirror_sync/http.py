@@ -142,8 +142,9 @@ class _Session(requests.Session):
         if bundle:
             self.verify = bundle
         self._env_cache: dict[str, tuple[dict[str, str], Any]] = {}
-        # origin -> (the adapter's pool for it, request headers), for origins without a proxy
-        self._direct: dict[str, tuple[urllib3.HTTPConnectionPool, dict[str, str]]] = {}
+        # origin -> (the adapter's pool for it, request headers, the adapter's Retry), for
+        # origins without a proxy
+        self._direct: dict[str, tuple[urllib3.HTTPConnectionPool, dict[str, str], Retry]] = {}
 
     def _environment(self, origin: str, url: str) -> tuple[dict[str, str], Any]:
         env = self._env_cache.get(origin)
@@ -161,8 +162,8 @@ class _Session(requests.Session):
             kwargs["auth"] = auth
         return super().request(method, url, **kwargs)
 
-    def direct(self, url: str) -> Optional[tuple[urllib3.HTTPConnectionPool, dict[str, str], str]]:
-        """(pool, headers, request target) for a plain GET of `url`, or None to use `get`."""
+    def direct(self, url: str) -> Optional[tuple[urllib3.HTTPConnectionPool, dict[str, str], Retry, str]]:
+        """(pool, headers, retries, request target) for a plain GET of `url`, or None to use `get`."""
         scheme, netloc, path, query, _fragment = urlsplit(url)
         if scheme not in ("http", "https") or "@" in netloc:
             return None
@@ -183,10 +184,10 @@ class _Session(requests.Session):
             headers = {str(k): str(v) for k, v in self.headers.items()}
             if auth is not None:
                 headers["Authorization"] = _basic_auth_str(*auth)
-            entry = (pool, headers)
+            entry = (pool, headers, adapter.max_retries)
             self._direct[origin] = entry
         target = (path or "/") + (f"?{query}" if query else "")
-        return entry[0], entry[1], target
+        return entry[0], entry[1], entry[2], target
 
     def close(self) -> None:
         self._direct.clear()
@@ -237,13 +238,12 @@ class HttpClient:
         route = session.direct(url)
         if route is None:
             return None
-        pool, headers, target = route
+        pool, headers, retries, target = route
         if accept:
             headers = {**headers, "Accept": accept}
-        adapter = session.get_adapter(url)
         try:
             raw = pool.urlopen(
-                "GET", target, headers=headers, retries=adapter.max_retries, redirect=False,  # type: ignore[attr-defined]
+                "GET", target, headers=headers, retries=retries, redirect=False,
                 assert_same_host=False, timeout=self._pool_timeout, preload_content=not stream, decode_content=True,
             )
         except ClosedPoolError:

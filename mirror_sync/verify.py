@@ -138,17 +138,9 @@ def _hash_fd(fd: int) -> str:
         digest.update(chunk)
 
 
-def check_file(web: str, item: CheckItem, full: bool) -> FileCheck:
+def _check_opened(web: str, opened: _Opened, full: bool) -> FileCheck:
     """Size and mtime against the state (a changed mtime, or `full`, re-hashes); the .metadata
     file's hash. Pure: runs in worker processes too."""
-    opened = _Opened(web, item, full)
-    try:
-        return _check_opened(web, opened, full)
-    finally:
-        opened.close()
-
-
-def _check_opened(web: str, opened: _Opened, full: bool) -> FileCheck:
     path, size, sha256, mtime_ns, meta_sha = opened.item
     target = os.path.join(web, path)
     problem: Optional[str] = None
@@ -176,7 +168,8 @@ def _check_opened(web: str, opened: _Opened, full: bool) -> FileCheck:
 
 
 def check_files(web: str, items: list[CheckItem], full: bool) -> list[FileCheck]:
-    """check_file for each item, the next files already opened (and being read in) meanwhile."""
+    """Check each item (see _check_opened), the next files already opened (and being read in)
+    meanwhile."""
     out: list[FileCheck] = []
     for opened in _prefetched(items, lambda item: _Opened(web, item, full), _Opened.close):
         try:
