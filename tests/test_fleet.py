@@ -26,7 +26,7 @@ import pytest
 import testinfra
 import yaml
 
-from tests.fleet import Fleet
+from tests.fleet import Fleet, Host
 from tests.fleet.ansible_run import AnsibleResult, ansible_tool, missing_collections, run_ansible
 from tests.fleet.artifacts import build_wheelhouse
 from tests.fleet.fixtures import TIMINGS, UV_PATH_ON_HOST, fleet, fleet_inventory, uv_on_clients  # noqa: F401
@@ -328,19 +328,25 @@ def test_clients_point_pip_and_uv_at_the_mirror(fleet: Fleet, converged_ok: Conv
 CLIENT_ENV = "env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root"
 
 
-@pytest.mark.parametrize("client", ["client1", "client2"])
-def test_pip_install_through_the_mirror_with_no_flags(fleet: Fleet, converged_ok: Converge, client: str) -> None:
-    host = fleet.host(client)
-    venv = "/root/pip-check"
+def _pip_install_fleet_app(host: Host, venv: str, *pip_args: str) -> dict[str, str]:
+    """In a fresh venv on `host`, `pip install fleet-app` with the host's own pip configuration
+    and import it and its dependencies; returns {distribution: version} of what got installed."""
     script = (
         f"set -e; rm -rf {venv}; python3 -m venv {venv}; "
-        f"{CLIENT_ENV} {venv}/bin/pip install fleet-app; "
+        f"{CLIENT_ENV} {venv}/bin/pip install {' '.join(pip_args)} fleet-app; "
         f"{venv}/bin/python -c 'import fleet_app, fleet_lib, fleet_util'; "
         f"{venv}/bin/pip list --format=json"
     )
     proc = host.ssh(script, check=False, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    installed = {d["name"]: d["version"] for d in json.loads(proc.stdout.strip().splitlines()[-1])}
+    return {d["name"]: d["version"] for d in json.loads(proc.stdout.strip().splitlines()[-1])}
+
+
+@pytest.mark.parametrize("client", ["client1", "client2"])
+def test_pip_install_through_the_mirror_with_no_flags(fleet: Fleet, converged_ok: Converge, client: str) -> None:
+    host = fleet.host(client)
+    venv = "/root/pip-check"
+    installed = _pip_install_fleet_app(host, venv)
     assert installed["fleet-app"] == "1.0" and installed["fleet-lib"] == "1.1" and installed["fleet-util"] == "2.0"
     # Only the mirror is asked: what it does not hold cannot be installed.
     refused = host.ssh(f"{CLIENT_ENV} {venv}/bin/pip install {NOT_MIRRORED}", check=False)
@@ -477,19 +483,9 @@ def test_upstream_release_reaches_the_downstream_client_after_two_syncs(
     fleet: Fleet, converged_ok: Converge, upstream: Upstream
 ) -> None:
     client = fleet.host("client3")
-    venv = "/root/downstream-check"
 
     def installed_app_version() -> str:
-        script = (
-            f"set -e; rm -rf {venv}; python3 -m venv {venv}; "
-            f"{CLIENT_ENV} {venv}/bin/pip install --no-cache-dir fleet-app; "
-            f"{venv}/bin/python -c 'import fleet_app, fleet_lib, fleet_util'; "
-            f"{venv}/bin/pip list --format=json"
-        )
-        proc = client.ssh(script, check=False, timeout=300)
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-        installed = {d["name"]: d["version"] for d in json.loads(proc.stdout.strip().splitlines()[-1])}
-        return installed["fleet-app"]
+        return _pip_install_fleet_app(client, "/root/downstream-check", "--no-cache-dir")["fleet-app"]
 
     assert installed_app_version() == "1.0"
     entry = upstream.tree.add_wheel("fleet-app", "1.1", requires_dist=["fleet-lib>=1.1"])

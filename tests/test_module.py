@@ -7,17 +7,17 @@ records its command line and prints a given JSON summary with a given exit code,
 """
 from __future__ import annotations
 
-import functools
-import http.server
 import json
 import os
 import subprocess
 import sys
-import threading
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
 import pytest
+
+from tests.support.index_tree import IndexTree
+from tests.support.upstream_server import UpstreamServer
 
 REPO = Path(__file__).resolve().parent.parent
 MODULE = REPO / "library" / "pypi_mirror_sync.py"
@@ -339,26 +339,13 @@ def real_engine() -> Optional[Path]:
 
 
 @pytest.fixture
-def local_upstream(tmp_path: Path) -> Iterator[str]:
-    """A generated index (tests.support.index_tree) served over HTTP on 127.0.0.1."""
-    from tests.support.index_tree import IndexTree
-
-    tree = IndexTree(tmp_path / "upstream")
-    tree.add_wheel("alpha", "1.0", requires_dist=["beta>=1"])
-    tree.add_wheel("beta", "1.0")
-    tree.add_wheel("unrelated", "1.0")
-    tree.write()
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tree.root))
-    handler.log_message = lambda *a, **k: None  # type: ignore[attr-defined]
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/simple/"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+def local_upstream(index_tree: IndexTree, upstream: UpstreamServer) -> str:
+    """A generated index served by the suite's loopback upstream (tests.support)."""
+    index_tree.add_wheel("alpha", "1.0", requires_dist=["beta>=1"])
+    index_tree.add_wheel("beta", "1.0")
+    index_tree.add_wheel("unrelated", "1.0")
+    index_tree.write()
+    return upstream.url
 
 
 @pytest.mark.skipif(real_engine() is None, reason="mirror-sync is not installed in this interpreter's environment")
