@@ -233,14 +233,16 @@ class HttpClient:
                 self._sessions.append(session)
         return session
 
-    def _direct_get(self, session: _Session, url: str, accept: Optional[str], stream: bool) -> Optional[HttpResponse]:
+    def _direct_get(
+        self, session: _Session, url: str, accept: Optional[str], stream: bool, extra: Optional[Mapping[str, str]] = None
+    ) -> Optional[HttpResponse]:
         """The GET on the adapter's pool; None when it must go through Session.get instead."""
         route = session.direct(url)
         if route is None:
             return None
         pool, headers, retries, target = route
-        if accept:
-            headers = {**headers, "Accept": accept}
+        if accept or extra:
+            headers = {**headers, **({"Accept": accept} if accept else {}), **(extra or {})}
         try:
             raw = pool.urlopen(
                 "GET", target, headers=headers, retries=retries, redirect=False,
@@ -258,13 +260,16 @@ class HttpClient:
         return _PoolResponse(raw, url, preloaded=not stream)
 
     @contextmanager
-    def get(self, url: str, *, accept: Optional[str] = None, stream: bool = False) -> Iterator[HttpResponse]:
-        """GET under the politeness cap; the response is closed when the block ends."""
+    def get(
+        self, url: str, *, accept: Optional[str] = None, stream: bool = False, headers: Optional[Mapping[str, str]] = None
+    ) -> Iterator[HttpResponse]:
+        """GET under the politeness cap; the response is closed when the block ends. `headers`
+        adds request headers (conditional requests: If-None-Match, If-Modified-Since)."""
         with self._cap:
             session = self._session()
-            response: Union[HttpResponse, requests.Response, None] = self._direct_get(session, url, accept, stream)
+            response: Union[HttpResponse, requests.Response, None] = self._direct_get(session, url, accept, stream, headers)
             if response is None:
-                headers = {"Accept": accept} if accept else None
+                headers = {**({"Accept": accept} if accept else {}), **(headers or {})} or None
                 response = session.get(url, headers=headers, timeout=self.timeout, stream=stream)
             try:
                 yield response
