@@ -287,6 +287,7 @@ stderr_lines:
 
 import json
 import os
+import re
 import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
@@ -310,6 +311,9 @@ INLINE_KEYS = (
     "statistics",
     "metrics",
 )
+
+# What the engine puts before its error sentence on stderr: a log record's time and level, or the CLI's prefix.
+ENGINE_LOG_PREFIX = re.compile(r"^(?:\d{4}-\d\d-\d\dT\S+\s+(?:ERROR|CRITICAL)\s+|mirror-sync: error:\s*)")
 
 EXIT_MEANING = {
     1: "some projects or files failed",
@@ -413,10 +417,45 @@ def parse_summary(stdout):
 def engine_error(stderr, rc):
     """The engine's one-sentence error: the last non-empty line of stderr."""
     for line in reversed(stderr.splitlines()):
-        line = line.strip()
+        line = ENGINE_LOG_PREFIX.sub("", line.strip())
         if line:
             return line
     return "mirror-sync exited with code %d (%s)" % (rc, EXIT_MEANING.get(rc, "unknown error"))
+
+
+def _sentence(text):
+    """One line of engine text as a sentence (the engine's own words, with a final stop)."""
+    text = " ".join(str(text).split())
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
+def failure_message(state, summary, stderr, rc, shown=3):
+    """The engine's own words for a failed run.
+
+    A fatal error (bad configuration, lock, deletion guard, unreachable upstream, ...) is one sentence:
+    the ``error`` of the JSON summary, else the last line of stderr. Failed projects or files are named
+    with their errors, the first ``shown`` of them in full.
+    """
+    if summary is not None and summary.get("error"):
+        return _sentence(summary["error"])
+    failures = [f for f in (summary or {}).get("failures") or [] if isinstance(f, dict)]
+    if failures:
+        parts = []
+        for failure in failures[:shown]:
+            error = " ".join(str(failure.get("error") or "no reason given").split()).rstrip(".")
+            project = failure.get("project")
+            parts.append("%s: %s" % (project, error) if project and project not in error else error)
+        more = len(failures) - shown
+        tail = "; and %d more (see failures)" % more if more > 0 else ""
+        noun = "project or file" if len(failures) == 1 else "projects or files"
+        return "%d %s failed: %s%s." % (len(failures), noun, "; ".join(parts), tail)
+    if state == "verified" and summary is not None:
+        return "The mirror did not verify clean: %d missing, %d corrupt, %d orphaned file(s)." % (
+            len(summary.get("missing") or []),
+            len(summary.get("corrupt") or []),
+            len(summary.get("orphans") or []),
+        )
+    return _sentence(engine_error(stderr, rc))
 
 
 def is_changed(params, summary, check_mode):
@@ -511,18 +550,7 @@ def main():
         and not summary.get("failures")
     )
     if rc != 0 and not repair_preview:
-        if rc == 1 and summary is not None:
-            failures = summary.get("failures") or []
-            first = failures[0].get("error") if failures and isinstance(failures[0], dict) else None
-            msg = "mirror-sync reported %d failure(s)%s" % (len(failures), (": " + first) if first else "")
-            if params["state"] == "verified" and not failures:
-                msg = "The mirror did not verify clean: %d missing, %d corrupt, %d orphaned file(s)." % (
-                    len(summary.get("missing") or []),
-                    len(summary.get("corrupt") or []),
-                    len(summary.get("orphans") or []),
-                )
-        else:
-            msg = engine_error(err, rc)
+        msg = failure_message(params["state"], summary, err, rc)
         result["changed"] = bool(summary) and is_changed(params, summary, module.check_mode)
         module.fail_json(msg=msg, **result)
     if summary is None:

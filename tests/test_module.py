@@ -248,10 +248,34 @@ def test_partial_failure_lists_the_failures(tmp_path: Path, engine: FakeEngine, 
     engine.write()
     rc, result = run_module(tmp_path, {"executable": str(engine.path), "config": str(config_file)})
     assert rc == 1 and result["failed"] is True
-    assert result["msg"] == "mirror-sync reported 2 failure(s): upstream answered 500 for foo."
+    assert result["msg"] == "2 projects or files failed: upstream answered 500 for foo; bar: x."
     assert result["failures"] == failures
     assert result["summary"]["ok"] is False
     assert result["changed"] is True
+
+
+def test_fatal_error_carries_the_engines_sentence(tmp_path: Path, engine: FakeEngine, config_file: Path) -> None:
+    """A fatal error is one sentence in the JSON summary ({"ok": false, "error": ...}), with no failures list."""
+    sentence = "project requests: malformed _last-serial '37059094'"
+    engine.answer("sync", {"command": "sync", "ok": False, "error": sentence, "exit_code": 1}, rc=1,
+                  stderr=f"2026-11-24T13:00:00 ERROR {sentence}\n")
+    engine.write()
+    rc, result = run_module(tmp_path, {"executable": str(engine.path), "config": str(config_file)})
+    assert rc == 1 and result["failed"] is True
+    assert result["msg"] == sentence + "."
+    assert "0 failure" not in result["msg"]
+
+
+def test_many_failures_name_the_first_few(tmp_path: Path, engine: FakeEngine, config_file: Path) -> None:
+    failures = [{"project": f"p{i}", "error": f"upstream answered 404 for p{i}."} for i in range(5)]
+    engine.answer("sync", sync_summary(ok=False, failures=failures), rc=1)
+    engine.write()
+    rc, result = run_module(tmp_path, {"executable": str(engine.path), "config": str(config_file)})
+    assert rc == 1
+    assert result["msg"] == (
+        "5 projects or files failed: upstream answered 404 for p0; upstream answered 404 for p1; "
+        "upstream answered 404 for p2; and 2 more (see failures)."
+    )
 
 
 def test_verify_with_repair_and_full(tmp_path: Path, engine: FakeEngine, config_file: Path) -> None:
