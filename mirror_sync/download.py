@@ -12,7 +12,7 @@ from typing import Optional, Union
 
 import requests
 
-from .errors import IntegrityError, UpstreamError
+from .errors import IntegrityError, NotFoundError, UpstreamError
 from .fsutil import TempNames, make_dirs, raise_if_full, write_file
 from .http import HttpClient
 from .names import package_path
@@ -105,7 +105,7 @@ class Downloader:
                 return self._stream(url, filename, sha256, size)
             except (requests.RequestException, IntegrityError, UpstreamError) as exc:
                 last = exc
-                if isinstance(exc, UpstreamError) and not isinstance(exc, IntegrityError) and "HTTP 404" in str(exc):
+                if isinstance(exc, NotFoundError):
                     break
                 if attempt < self.retries:
                     time.sleep(min(0.25 * 2**attempt, 5.0))
@@ -123,8 +123,10 @@ class Downloader:
         body: Optional[bytes] = None
         try:
             with self.client.get(url, stream=True) as response:
+                if response.status_code == 404:
+                    raise NotFoundError(f"file {filename}: not found on upstream ({url} answered 404)")
                 if response.status_code >= 400:
-                    raise UpstreamError(f"file {filename}: upstream answered HTTP {response.status_code}")
+                    raise UpstreamError(f"file {filename}: upstream answered HTTP {response.status_code} ({url})")
                 length = response.headers.get("Content-Length", "")
                 if small and length.isdigit() and int(length) <= cap:
                     # most wheels: one read (the body is bounded by its Content-Length), checked

@@ -130,21 +130,42 @@ def _matcher(env: Environment) -> _EnvMatcher:
     return _EnvMatcher(env, interp_abi, mac, explicit)
 
 
+def environment_label(env: Environment) -> str:
+    """How an environment is named in messages: 'python 3.11 linux x86_64'."""
+    parts = [env.implementation if env.implementation != "cpython" else "python", env.python]
+    parts += [p for p in (env.platform, env.machine) if p]
+    return " ".join(parts)
+
+
 class FileFilter:
     """Decides which files of a release to keep for the configured environments."""
 
     def __init__(self, envs: Optional[tuple[Environment, ...]]) -> None:
+        self.envs = envs
         self.matchers = None if envs is None else [_matcher(e) for e in envs]
 
     def keep(self, filename: str, requires_python: Optional[str]) -> bool:
+        """Some configured environment can install the file (every file, without environments)."""
         if self.matchers is None:
             return True
+        return any(self.fits(i, filename, requires_python) for i in range(len(self.matchers)))
+
+    def fits(self, index: int, filename: str, requires_python: Optional[str]) -> bool:
+        """Environment number `index` can install the file."""
+        if self.matchers is None:
+            return True
+        m = self.matchers[index]
         if filename.endswith(".whl"):
             try:
-                tags = parse_wheel_filename(filename)[3]
+                tags = _wheel_tags(filename)
             except (InvalidWheelFilename, InvalidVersion):
                 return False
-            return any(m.wheel_ok(tags) and m.python_ok(requires_python) for m in self.matchers)
+            return m.wheel_ok(tags) and m.python_ok(requires_python)
         if filename.endswith((".tar.gz", ".zip", ".tar.bz2", ".tar.xz", ".tgz")):
-            return any(m.python_ok(requires_python) for m in self.matchers)
+            return m.python_ok(requires_python)
         return False  # eggs, installers: no environment asks for them
+
+
+@lru_cache(maxsize=4096)
+def _wheel_tags(filename: str) -> frozenset[Tag]:
+    return parse_wheel_filename(filename)[3]

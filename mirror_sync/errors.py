@@ -36,6 +36,10 @@ class UpstreamError(MirrorSyncError):
     """Upstream answered with something unusable (HTTP error, malformed data, bad hash)."""
 
 
+class NotFoundError(UpstreamError):
+    """Upstream answered 404: the project (or file) is not there."""
+
+
 class HostileDataError(UpstreamError):
     """Upstream data tried something unsafe (path traversal, bad names)."""
 

@@ -32,6 +32,8 @@ class ProjectPage:
     versions: Optional[list[str]] = None  # PEP 700, when upstream gives it
     status: Optional[dict[str, str]] = None  # PEP 792 project-status
     fingerprint: Optional[str] = None  # sha256 of the page body (for HTML-only upstreams without serials)
+    etag: Optional[str] = None  # upstream's validators, for a conditional request next time
+    last_modified: Optional[str] = None
 
 
 @dataclass

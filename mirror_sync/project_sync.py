@@ -10,18 +10,18 @@ import logging
 import os
 import stat
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional, TypeVar
 
-from .download import Downloader
+from .download import Downloader, Fetched
 from .errors import FilesystemError
 from .fsutil import TempNames, make_dirs, stage, write_atomic
 from .metadata import file_requires, requires_dist, wheel_metadata
 from .models import MirroredFile, ProjectPage, UpstreamFile
 from .render import project_html, project_json
 from .selection import Selector, Want
-from .upstream import Upstream
+from .upstream import Upstream, Validators
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,13 @@ class ProjectTask:
     previous_fingerprint: Optional[str]
     previous_selection: Optional[str]
     local_serial: Optional[int] = None  # the serial to publish when upstream has none
+    validators: Optional[Validators] = None  # what upstream sent with the page last time
+    page: Optional[ProjectPage] = None  # already read in this run (by the closure walk)
+    not_modified: bool = False  # upstream answered this run's conditional request with 304
+
+    @property
+    def same_selection(self) -> bool:
+        return self.previous_selection == self.selection
 
 
 @dataclass
@@ -60,6 +67,8 @@ class ProjectResult:
     downloaded_bytes: int = 0
     plan_fetch: list[dict[str, object]] = field(default_factory=list)
     plan_delete: list[dict[str, object]] = field(default_factory=list)
+    etag: Optional[str] = None
+    last_modified: Optional[str] = None
 
 
 class ProjectSyncer:
@@ -91,36 +100,73 @@ class ProjectSyncer:
         self.fsync = fsync
         self.dry_run = dry_run
         self.file_pool = file_pool
+        # what this run learnt of files, shared by its threads (one project is on one thread at
+        # a time): downloads, metadata documents, Requires-Dist lines
+        self.fetched: dict[tuple[str, Optional[str]], Fetched] = {}
+        self.metadata_docs: dict[tuple[str, Optional[str]], bytes] = {}
+        self.requires: dict[tuple[str, Optional[str]], list[str]] = {}
 
-    def run(self, task: ProjectTask) -> ProjectResult:
-        page = self.upstream.project(task.canonical, min_serial=task.root_serial)
-        result = ProjectResult(page_serial=page.serial, fingerprint=page.fingerprint, status=page.status)
-        result.serial = page.serial if page.serial is not None else task.root_serial
-        if result.serial is None:
-            result.serial = task.local_serial
+    def read_page(self, task: ProjectTask) -> Optional[ProjectPage]:
+        """The task's page: the one this run already read, else upstream's (conditional when
+        the mirror's copy was made for the same selection). None: upstream says it is unchanged."""
+        if task.page is not None or task.not_modified:
+            return task.page
+        conditional = task.validators if task.same_selection and self._pages_present(task.canonical) else None
+        return self.upstream.project(task.canonical, min_serial=task.root_serial, validators=conditional)
+
+    def _page(self, task: ProjectTask) -> Optional[ProjectPage]:
+        """The page, or None when the mirror's pages are those of an unchanged upstream page."""
+        page = self.read_page(task)
+        if page is None:
+            if task.same_selection and self._pages_present(task.canonical):
+                return None
+            page = self.upstream.project(task.canonical, min_serial=task.root_serial)
+            assert page is not None
         if (
             task.previous_fingerprint is not None
             and page.fingerprint == task.previous_fingerprint
-            and task.previous_selection == task.selection
+            and task.same_selection
             and self._pages_present(task.canonical)
         ):
-            result.unchanged = True
-            result.files = task.previous
-            return result
+            return None
+        return page
+
+    def visit(self, task: ProjectTask) -> tuple[Optional[ProjectPage], bool, list[str]]:
+        """For the closure walk: (the page, whether upstream said 304, the Requires-Dist lines of
+        the files the task's want selects). Files whose requirements nobody advertises are
+        downloaded here (they are mirrored anyway) and their own metadata is read."""
+        page = self.read_page(task)
+        not_modified = page is None and task.page is None
+        if page is None:
+            if task.same_selection and _requires_known(task.previous):
+                return None, True, requires_lines(task.previous)
+            page = self.upstream.project(task.canonical, min_serial=task.root_serial)
+            assert page is not None
+            not_modified = False
+        if task.same_selection and page.fingerprint == task.previous_fingerprint and _requires_known(task.previous):
+            return page, not_modified, requires_lines(task.previous)
+        selected, _versions = self.selector.select(page, task.want)
+        jobs = match_previous(selected, task.previous)
+        lines = self._map(lambda job: self._requires(*job), jobs)
+        return page, not_modified, sorted({line for ls in lines for line in ls})
+
+    def run(self, task: ProjectTask) -> ProjectResult:
+        page = self._page(task)
+        if page is None:
+            return ProjectResult(page_serial=task.root_serial, fingerprint=task.previous_fingerprint, unchanged=True,
+                                 files=task.previous, serial=task.root_serial)
+        result = ProjectResult(page_serial=page.serial, fingerprint=page.fingerprint, status=page.status,
+                               etag=page.etag, last_modified=page.last_modified)
+        result.serial = page.serial if page.serial is not None else task.root_serial
+        if result.serial is None:
+            result.serial = task.local_serial
         selected, versions = self.selector.select(page, task.want)
         result.versions = versions
+        jobs = match_previous(selected, task.previous)
         if self.dry_run:
-            self._plan(task, selected, result)
+            self._plan(task, jobs, result)
             return result
-        previous = {(f.filename, f.sha256): f for f in task.previous}
-        previous_by_name = {f.filename: f for f in task.previous}
-        jobs = [(f, previous.get((f.filename, f.sha256)) if f.sha256 else previous_by_name.get(f.filename)) for f in selected]
-        if self.file_pool is not None and sum(1 for _, old in jobs if old is None) > 2:
-            futures = [self.file_pool.submit(self._one_file, f, old) for f, old in jobs]
-            outcomes = [fut.result() for fut in futures]
-        else:
-            outcomes = [self._one_file(f, old) for f, old in jobs]
-        for mirrored, fetched_bytes in outcomes:
+        for mirrored, fetched_bytes in self._map(lambda job: self._one_file(*job), jobs):
             result.files.append(mirrored)
             if fetched_bytes:
                 result.downloaded += 1
@@ -129,24 +175,73 @@ class ProjectSyncer:
         self._stage_pages(page, result)
         return result
 
+    def _map(self, fn: Callable[[_Job], _T], jobs: list[_Job]) -> list[_T]:
+        """`fn` over the jobs, on the file pool when several need a download."""
+        if self.file_pool is not None and sum(1 for f, old in jobs if old is None and _key(f) not in self.fetched) > 2:
+            return [fut.result() for fut in [self.file_pool.submit(fn, job) for job in jobs]]
+        return [fn(job) for job in jobs]
+
+    def _requires(self, f: UpstreamFile, old: Optional[MirroredFile]) -> list[str]:
+        """Requires-Dist of one selected file: what the state knows, upstream's advertised
+        metadata, or the file's own (downloading it when nothing else tells)."""
+        if old is not None and old.requires_dist is not None:
+            return old.requires_dist
+        key = _key(f)
+        known = self.requires.get(key)
+        if known is not None:
+            return known
+        lines: list[str]
+        if f.metadata:
+            data = self._upstream_metadata(f)
+            lines = requires_dist(data)
+        else:
+            got = self._download(f)
+            own = self.metadata_docs.get(key)
+            lines = requires_dist(own) if own is not None else (file_requires(self.web / got.path, f.filename) or [])
+        self.requires[key] = lines
+        return lines
+
+    def _upstream_metadata(self, f: UpstreamFile) -> bytes:
+        key = _key(f)
+        data = self.metadata_docs.get(key)
+        if data is None:
+            data = self.downloader.fetch_bytes(f.url + ".metadata", f"metadata of {f.filename}", f.metadata_sha256)
+            self.metadata_docs[key] = data
+        return data
+
+    def _download(self, f: UpstreamFile) -> Fetched:
+        """The file on disk in its content-addressed place, downloaded at most once a run; a
+        wheel's own METADATA is read while its bytes are at hand."""
+        key = _key(f)
+        got = self.fetched.get(key)
+        if got is None:
+            got = self.downloader.fetch(f.url, f.filename, f.sha256, f.size)
+            if f.filename.endswith(".whl") and key not in self.metadata_docs:
+                data = wheel_metadata(got.data if got.data is not None else self.web / got.path)
+                if data is not None:
+                    self.metadata_docs[key] = data
+            got = replace(got, data=None)  # the cache keeps no file bodies
+            self.fetched[key] = got
+        return got
+
     # -- files --------------------------------------------------------------------------------
     def _one_file(self, f: UpstreamFile, old: Optional[MirroredFile]) -> tuple[MirroredFile, int]:
         fetched = 0
         held = _regular_file(os.path.join(self.web_s, old.path)) if old is not None else None
         if old is not None and held is not None:
             path, size, sha256, mtime_ns = old.path, old.size, old.sha256, held.st_mtime_ns
-            body: Optional[bytes] = None
             meta_sha, meta_size, requires = old.metadata_sha256, old.metadata_size, old.requires_dist
             if meta_sha is not None and not os.path.isfile(os.path.join(self.web_s, path + ".metadata")):
                 meta_sha = meta_size = None
         else:
-            got = self.downloader.fetch(f.url, f.filename, f.sha256, f.size)
-            path, size, sha256, body, mtime_ns = got.path, got.size, got.sha256, got.data, got.mtime_ns
+            got = self._download(f)  # or already downloaded by this run's closure walk
+            path, size, sha256, mtime_ns = got.path, got.size, got.sha256, got.mtime_ns
             fetched = 0 if got.adopted else size
             meta_sha = meta_size = None
-            requires = None
+            requires = self.requires.get(_key(f))
         if meta_sha is None:
-            meta_sha, meta_size, requires = self._metadata(f, path, body)
+            meta_sha, meta_size, meta_requires = self._metadata(f, path)
+            requires = requires if requires is not None else meta_requires
         if requires is None and self.need_requires:
             requires = file_requires(self.web / path, f.filename)
         return (
@@ -169,17 +264,20 @@ class ProjectSyncer:
             fetched,
         )
 
-    def _metadata(self, f: UpstreamFile, path: str, body: Optional[bytes]) -> tuple[Optional[str], Optional[int], Optional[list[str]]]:
+    def _metadata(self, f: UpstreamFile, path: str) -> tuple[Optional[str], Optional[int], Optional[list[str]]]:
         """Put <file>.metadata beside the file: upstream's when advertised, else a wheel's own METADATA."""
+        key = _key(f)
         data: Optional[bytes] = None
         if f.filename.endswith(".whl"):
-            data = wheel_metadata(body if body is not None else self.web / path)
+            data = self.metadata_docs.get(key)
+            if data is None:
+                data = wheel_metadata(self.web / path)
             if f.metadata and f.metadata_sha256 and (data is None or hashlib.sha256(data).hexdigest() != f.metadata_sha256):
                 data = None  # upstream serves other bytes than the wheel holds: take upstream's
         if f.metadata and data is None:
             # PEP 658: the .metadata file is the wheel's METADATA; when the hashes agree the
             # request is saved, otherwise upstream's document is fetched and checked
-            data = self.downloader.fetch_bytes(f.url + ".metadata", f"metadata of {f.filename}", f.metadata_sha256)
+            data = self._upstream_metadata(f)
         if data is None:
             return None, None, None
         write_atomic(os.path.join(self.web_s, path + ".metadata"), data, self.fsync)
@@ -214,33 +312,51 @@ class ProjectSyncer:
             (stage(self.staging_s, final_json, js, self.names), final_json),
         ]
 
-    def _plan(self, task: ProjectTask, selected: list[UpstreamFile], result: ProjectResult) -> None:
-        """Dry run: what would be fetched and deleted. Reads upstream, writes nothing."""
-        previous = {f.sha256: f for f in task.previous}
-        previous_by_name = {f.filename: f for f in task.previous}
+    def _plan(self, task: ProjectTask, jobs: list[_Job], result: ProjectResult) -> None:
+        """Dry run: what would be fetched and deleted, from the same matching the run uses."""
         kept: set[str] = set()
-        for f in selected:
-            old = previous.get(f.sha256) if f.sha256 else previous_by_name.get(f.filename)
+        for f, old in jobs:
             if old is not None:
                 kept.add(old.path)
                 result.files.append(old)
                 continue
             result.plan_fetch.append({"project": task.canonical, "filename": f.filename, "size": f.size})
-            requires = None
-            if self.need_requires and f.metadata:
-                data = self.downloader.fetch_bytes(f.url + ".metadata", f"metadata of {f.filename}", f.metadata_sha256)
-                requires = requires_dist(data)
             result.files.append(
                 MirroredFile(
                     project=task.canonical, filename=f.filename, path="", url=f.url, size=f.size or 0,
                     sha256=f.sha256 or "", requires_python=f.requires_python, yanked=f.yanked,
                     upload_time=f.upload_time, metadata_sha256=None, metadata_size=None,
-                    version=f.version, requires_dist=requires,
+                    version=f.version, requires_dist=self.requires.get(_key(f)),
                 )
             )
         for old in task.previous:
             if old.path not in kept:
                 result.plan_delete.append({"project": task.canonical, "path": old.path, "size": old.size})
+
+
+_Job = tuple[UpstreamFile, Optional[MirroredFile]]
+_T = TypeVar("_T")
+
+
+def _key(f: UpstreamFile) -> tuple[str, Optional[str]]:
+    return (f.filename, f.sha256)
+
+
+def match_previous(selected: list[UpstreamFile], previous: list[MirroredFile]) -> list[_Job]:
+    """Pair each selected file with the mirrored file it is: same name and sha256 (same name,
+    when upstream gives no hash). The run and the dry run both plan from this."""
+    by_key = {(f.filename, f.sha256): f for f in previous}
+    by_name = {f.filename: f for f in previous}
+    return [(f, by_key.get((f.filename, f.sha256)) if f.sha256 else by_name.get(f.filename)) for f in selected]
+
+
+def _requires_known(files: list[MirroredFile]) -> bool:
+    return all(f.requires_dist is not None for f in files)
+
+
+def requires_lines(files: list[MirroredFile]) -> list[str]:
+    """The distinct Requires-Dist lines of a project's mirrored files."""
+    return sorted({line for f in files for line in (f.requires_dist or [])})
 
 
 def _regular_file(path: str) -> Optional[os.stat_result]:

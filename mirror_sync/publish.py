@@ -68,10 +68,9 @@ class Publisher:
         try:
             for t, r in batch:
                 if r.unchanged:
-                    self.state.db.execute(
-                        "UPDATE projects SET upstream_serial = ?, synced_at = ? WHERE name = ?",
-                        (t.root_serial if t.root_serial is not None else r.page_serial, now, t.canonical),
-                    )
+                    serial = t.root_serial if t.root_serial is not None else r.page_serial
+                    if serial is not None:
+                        self.state.mark_unchanged(t.canonical, serial, now)
                     continue
                 for f in r.files:
                     f.project = t.canonical
@@ -90,6 +89,8 @@ class Publisher:
                     r.html_sha256,
                     r.json_sha256,
                     now,
+                    r.etag,
+                    r.last_modified,
                 )
             self.state.add_garbage(garbage)
             self.state.commit()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import TYPE_CHECKING, Optional
 
 from packaging.specifiers import SpecifierSet
@@ -9,7 +10,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from .config import Config
-from .environments import FileFilter
+from .environments import FileFilter, environment_label
 from .models import ProjectPage, UpstreamFile
 
 if TYPE_CHECKING:
@@ -49,50 +50,74 @@ class Selector:
         return any(len(spec) == 0 for spec in self.excluded.get(canonical, []))
 
     def select(self, page: ProjectPage, want: Optional[Want]) -> tuple[list[UpstreamFile], list[str]]:
-        """The files to mirror and the PEP 700 versions list to publish."""
+        """The files to mirror and the PEP 700 versions list to publish.
+
+        Monotone in `want`: asking for more (another specifier, another extra) never selects
+        fewer files. The dependency closure relies on it to reach one fixpoint whatever the order
+        in which requirements are met. With `latest`, each configured environment gets the N
+        newest releases (of those a specifier admits) that it can install: requires-python and
+        wheel tags, or an sdist; the mirror keeps the union.
+        """
         cfg = self.config
+        keep = self.file_filter
         by_version: dict[Optional[Version], list[UpstreamFile]] = {}
         for f in page.files:
+            if cfg.max_file_size is not None and f.size is not None and f.size > cfg.max_file_size:
+                continue
+            if not keep.keep(f.filename, f.requires_python):
+                continue
             try:
                 v: Optional[Version] = Version(f.version) if f.version else None
             except InvalidVersion:
                 v = None
             by_version.setdefault(v, []).append(f)
-        versions = [v for v in by_version if v is not None]
+        versions = sorted((v for v in by_version if v is not None), reverse=True)
         exclude_specs = self.excluded.get(page.canonical, [])
         if exclude_specs:
             versions = [v for v in versions if not any(s.contains(v, prereleases=True) for s in exclude_specs)]
         if not cfg.prereleases:
             versions = [v for v in versions if not v.is_prerelease or self._explicit_pre(v, want)]
-        specs = [None] if want is None else sorted(want.specifiers, key=lambda s: s or "")
+        specs: list[Optional[str]] = [None] if want is None else sorted(want.specifiers, key=lambda s: s or "")
+        envs = range(len(keep.matchers)) if keep.matchers is not None else [None]
         chosen: set[Version] = set()
         for spec_text in specs:
             matching = versions
             if spec_text is not None:
                 spec = SpecifierSet(spec_text)
                 matching = [v for v in versions if spec.contains(v, prereleases=True)]
-            if cfg.latest is not None:
-                matching = sorted(matching, reverse=True)[: cfg.latest]
-            chosen.update(matching)
-        version_filtering = want is not None and specs != [None] or cfg.latest is not None or not cfg.prereleases or bool(exclude_specs)
+            if cfg.latest is None:
+                chosen.update(matching)
+                continue
+            for env in envs:
+                installable = (
+                    v for v in matching
+                    if env is None or any(keep.fits(env, f.filename, f.requires_python) for f in by_version[v])
+                )
+                chosen.update(islice(installable, cfg.latest))
+        # files whose version cannot be parsed belong to no release: kept only when nothing
+        # filters by version (a bare requirement asks for every release)
+        version_filtering = None not in specs or cfg.latest is not None or not cfg.prereleases or bool(exclude_specs)
         files: list[UpstreamFile] = []
         for v, group in by_version.items():
-            if v is None:
-                if version_filtering:
-                    continue
-            elif v not in chosen:
-                continue
-            for f in group:
-                if cfg.max_file_size is not None and f.size is not None and f.size > cfg.max_file_size:
-                    continue
-                if not self.file_filter.keep(f.filename, f.requires_python):
-                    continue
-                files.append(f)
+            if (v is None and not version_filtering) or (v is not None and v in chosen):
+                files.extend(group)
+        files.sort(key=lambda f: f.filename)
         if not cfg.filtered and page.versions is not None:
             published_versions = list(page.versions)
         else:
             published_versions = sorted({f.version for f in files if f.version}, key=_version_key)
         return files, published_versions
+
+    def uninstallable(self, files: list[UpstreamFile]) -> list[str]:
+        """The configured environments that can install none of `files` (their labels)."""
+        keep = self.file_filter
+        if keep.envs is None:
+            return [] if files else ["any environment"]
+        return [
+            environment_label(env)
+            for i, env in enumerate(keep.envs)
+            if not any(keep.fits(i, f.filename, f.requires_python) for f in files)
+        ]
 
     @staticmethod
     def _explicit_pre(v: Version, want: Optional[Want]) -> bool:

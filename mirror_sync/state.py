@@ -27,7 +27,9 @@ CREATE TABLE IF NOT EXISTS projects (
     versions TEXT,                  -- PEP 700 versions as JSON
     html_sha256 TEXT,
     json_sha256 TEXT,
-    synced_at REAL
+    synced_at REAL,
+    etag TEXT,                      -- upstream's validators of the page, for a conditional request
+    last_modified TEXT
 );
 CREATE TABLE IF NOT EXISTS files (
     path TEXT PRIMARY KEY,          -- relative to web/
@@ -113,6 +115,28 @@ def meta_int(value: Optional[str]) -> Optional[int]:
         return None
 
 
+# columns added after the first schema: (table, column, type)
+_ADDED_COLUMNS = (("projects", "etag", "TEXT"), ("projects", "last_modified", "TEXT"))
+
+
+def _add_missing_columns(db: sqlite3.Connection) -> None:
+    for table, column, kind in _ADDED_COLUMNS:
+        have = {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
+        if column not in have:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+
+
+@dataclass(frozen=True)
+class Known:
+    """What the state remembers of a project to decide whether it changed upstream."""
+
+    upstream_serial: Optional[int]
+    selection: Optional[str]
+    fingerprint: Optional[str]
+    etag: Optional[str] = None
+    last_modified: Optional[str] = None
+
+
 class State:
     def __init__(self, path: Path, readonly: bool = False, immutable: bool = False) -> None:
         """`immutable` (read-only, and only while nothing can write, i.e. under the mirror's lock)
@@ -129,6 +153,7 @@ class State:
             # totals trigger too
             self.db.execute("PRAGMA recursive_triggers=ON")
             self.db.executescript(_SCHEMA)
+            _add_missing_columns(self.db)
             self.db.execute("BEGIN IMMEDIATE")
             if self.db.execute("SELECT 1 FROM totals").fetchone() is None:  # new, or from before the totals
                 self.db.execute(f"INSERT INTO totals(id, projects, files, bytes) SELECT 1, * FROM ({_COUNT_TOTALS})")
@@ -165,9 +190,13 @@ class State:
         return {k: v for k, v in self.db.execute("SELECT key, value FROM meta")}
 
     # -- projects -----------------------------------------------------------------------------
-    def project_serials(self) -> dict[str, tuple[Optional[int], Optional[str], Optional[str]]]:
-        """canonical -> (upstream_serial, selection, fingerprint), for the no-op comparison."""
-        return {r[0]: (r[1], r[2], r[3]) for r in self.db.execute("SELECT name, upstream_serial, selection, fingerprint FROM projects")}
+    def project_serials(self) -> dict[str, Known]:
+        """canonical -> what decides whether it changed upstream, for the no-op comparison."""
+        try:
+            rows = self.db.execute("SELECT name, upstream_serial, selection, fingerprint, etag, last_modified FROM projects")
+        except sqlite3.OperationalError:  # read-only, from before the validators were kept
+            rows = self.db.execute("SELECT name, upstream_serial, selection, fingerprint, NULL, NULL FROM projects")
+        return {r[0]: Known(r[1], r[2], r[3], r[4], r[5]) for r in rows}
 
     def project(self, name: str) -> Optional[ProjectRow]:
         row = self.db.execute("SELECT * FROM projects WHERE name = ?", (name,)).fetchone()
@@ -194,12 +223,21 @@ class State:
         html_sha256: str,
         json_sha256: str,
         synced_at: float,
+        etag: Optional[str] = None,
+        last_modified: Optional[str] = None,
     ) -> None:
         self.db.execute(
             "INSERT OR REPLACE INTO projects(name, display, serial, upstream_serial, fingerprint, selection, status, versions,"
-            " html_sha256, json_sha256, synced_at) VALUES(?,?,?,?,?,?,?,?,?,?,?)",
+            " html_sha256, json_sha256, synced_at, etag, last_modified) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (name, display, serial, upstream_serial, fingerprint, selection, json.dumps(status) if status else None,
-             json.dumps(versions), html_sha256, json_sha256, synced_at),
+             json.dumps(versions), html_sha256, json_sha256, synced_at, etag, last_modified),
+        )
+
+    def mark_unchanged(self, name: str, upstream_serial: Optional[int], synced_at: float) -> None:
+        """A project upstream did not change: only its serial (when upstream has one) moves."""
+        self.db.execute(
+            "UPDATE projects SET upstream_serial = ?, synced_at = ? WHERE name = ? AND upstream_serial IS NOT ?",
+            (upstream_serial, synced_at, name, upstream_serial),
         )
 
     def delete_project(self, name: str) -> list[str]:

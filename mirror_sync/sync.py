@@ -16,21 +16,22 @@ from packaging.utils import canonicalize_name
 
 from .config import Config
 from .download import Downloader
-from .errors import DeleteGuardError, FilesystemError, MirrorSyncError
+from .errors import DeleteGuardError, FilesystemError, MirrorSyncError, NotFoundError
 from .fsutil import Flusher, MirrorLock, clear_dir, preflight, shared_lock
 from .http import HttpClient
-from .models import MirroredFile, RootIndex
+from .models import MirroredFile, ProjectPage, RootIndex, UpstreamFile
 from .progress import Progress
 from .project_sync import STAGING, ProjectResult, ProjectSyncer, ProjectTask
 from .publish import Publisher, discard_staged
 from .selection import Selector, Want
-from .state import State
-from .upstream import Upstream
+from .state import Known, State
+from .upstream import Upstream, Validators
 
 if TYPE_CHECKING:
     from packaging.requirements import Requirement
 
     from .closure import DependencyEvaluator
+    from .runners import Runner
 
 log = logging.getLogger("mirror_sync")
 
@@ -67,6 +68,11 @@ class RunStats:
     deleted_projects: int = 0
     plan_fetch: list[dict[str, Any]] = field(default_factory=list)
     plan_delete: list[dict[str, Any]] = field(default_factory=list)
+    max_page_serial: Optional[int] = None  # the newest serial of the pages read (an allowlist reads no root)
+
+    def saw_serial(self, serial: Optional[int]) -> None:
+        if serial is not None and (self.max_page_serial is None or serial > self.max_page_serial):
+            self.max_page_serial = serial
 
 
 class Syncer:
@@ -77,7 +83,9 @@ class Syncer:
         self.stats = RunStats()
         self.selector = Selector(config)
         self.fingerprint = filter_fingerprint(config)
-        self.closure_mode = config.projects is not None and config.dependencies
+        self.allowlist = config.projects is not None
+        self.root_header_serial: Optional[int] = None  # an allowlist's root, as its headers announce it
+        self.closure_mode = self.allowlist and config.dependencies
         self.evaluator: Optional[DependencyEvaluator] = None
         if self.closure_mode:  # the requirement and marker machinery loads only for a closure
             from . import closure, environments
@@ -115,9 +123,9 @@ class Syncer:
         state = State(cfg.state_path, readonly=True, immutable=immutable) if cfg.state_path.exists() else None
         client = HttpClient(cfg.workers, cfg.timeout, cfg.retries)
         try:
-            root = Upstream(cfg.upstream, client).root()
-            projects = self._sync_projects(state, None, root)
-            deleted = self._deletions(state, root, projects)
+            root = None if self.allowlist else Upstream(cfg.upstream, client).root()
+            projects, gone = self._sync_projects(state, None, root)
+            deleted = self._deletions(state, root, projects, gone)
             for name in deleted:
                 for f in state.files_of(name) if state else []:
                     self.stats.plan_delete.append({"project": name, "path": f.path, "size": f.size})
@@ -142,31 +150,50 @@ class Syncer:
         deleted: list[str] = []
         run_key = self._run_key()
         completed = None
-        if (
+        last_complete = (
             state.get_meta("last_result") == "ok"
             and state.get_meta("run_key") == run_key
             and (cfg.simple_dir / "index.v1_json").is_file()
-        ):
+        )
+        if last_complete:
             completed = state.get_meta_int("mirror_serial")  # the serial the last complete run reached
         try:
-            root = Upstream(cfg.upstream, client).root(unchanged_at=completed)
-            if root.unchanged:  # same serial, same settings, last run complete: nothing to do
-                ok = True
-                return self._summary(state, root, started, [])
-            projects = self._sync_projects(state, publisher, root)
-            deleted = self._deletions(state, root, projects)
+            if not self.allowlist:
+                root = Upstream(cfg.upstream, client).root(unchanged_at=completed)
+                if root.unchanged:  # same serial, same settings, last run complete: nothing to do
+                    ok = True
+                    return self._summary(state, root, started, [])
+            elif state.get_meta("root_header_serial") != "absent" or not last_complete:
+                # an upstream that announces its serial on the root (a warehouse, a mirror of
+                # one) tells in one request, from the headers alone, that nothing changed
+                header = Upstream(cfg.upstream, client).root_serial()
+                if header is not None and header == state.get_meta_int("root_header_serial") and last_complete:
+                    ok = True
+                    return self._summary(state, None, started, [])
+                self.root_header_serial = header
+            projects, gone = self._sync_projects(state, publisher, root)
+            deleted = self._deletions(state, root, projects, gone)
             publisher.delete_projects(deleted)
             self.stats.deleted_projects = len(deleted)
             changed = bool(publisher.published or deleted or self.stats.synced)
             ok = not self.stats.failed
-            serial = root.serial if ok else state.get_meta_int("mirror_serial")
+            # an allowlist reads no root: its serial is the newest of the projects it holds
+            upstream_serial = root.serial if root is not None else self.stats.max_page_serial
+            serial = upstream_serial if ok else state.get_meta_int("mirror_serial")
+            if root is None:
+                serial = max((s for _c, _d, s in state.root_entries() if s is not None), default=None)
             if changed or not (cfg.simple_dir / "index.v1_json").is_file() or (ok and serial != state.get_meta_int("mirror_serial")):
-                publisher.publish_root(serial if serial is not None else root.serial)
+                publisher.publish_root(serial if serial is not None else upstream_serial)
             publisher.collect_garbage()
-            state.set_meta("upstream_serial", None if root.serial is None else str(root.serial))
+            if root is None and upstream_serial is None:  # no page was read (304s): what the last run saw
+                upstream_serial = state.get_meta_int("upstream_serial")
+            _set_if_changed(state, "upstream_serial", None if upstream_serial is None else str(upstream_serial))
+            if ok and self.allowlist:
+                header = self.root_header_serial
+                _set_if_changed(state, "root_header_serial", "absent" if header is None else str(header))
             if ok:
-                state.set_meta("mirror_serial", None if root.serial is None else str(root.serial))
-                state.set_meta("run_key", run_key)
+                _set_if_changed(state, "mirror_serial", None if serial is None else str(serial))
+                _set_if_changed(state, "run_key", run_key)
             return self._summary(state, root, started, deleted, files_deleted=publisher.files_deleted)
         except MirrorSyncError as exc:
             self.stats.failed.append({"project": "", "error": str(exc)})
@@ -196,18 +223,22 @@ class Syncer:
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 
     # -- which projects -----------------------------------------------------------------------
-    def _sync_projects(self, state: Optional[State], publisher: Optional[Publisher], root: RootIndex) -> set[str]:
-        """Sync what changed; returns the set of projects the mirror should hold."""
+    def _sync_projects(self, state: Optional[State], publisher: Optional[Publisher], root: Optional[RootIndex]) -> tuple[set[str], set[str]]:
+        """Sync what changed; returns (the projects the mirror should hold, those upstream no
+        longer has). A full mirror takes its list from the root; an allowlist reads only the
+        pages of its projects and of their dependency closure."""
         cfg = self.config
         known = state.project_serials() if state is not None else {}
         runner = _Runner(self, state, publisher, root, known, self._syncer_factory())
-        if cfg.projects is None:
-            wanted = set(root.projects)
-            if self.selector.excluded:
-                wanted = {c for c in wanted if not self.selector.project_excluded(c)}
-            runner.run_wave({c: None for c in sorted(wanted)})
-            return wanted
-        return runner.run_closure(cfg.projects)
+        if root is None:
+            assert cfg.projects is not None
+            return runner.run_closure(cfg.projects)
+        wanted = set(root.projects)
+        if self.selector.excluded:
+            wanted = {c for c in wanted if not self.selector.project_excluded(c)}
+        runner.run_wave({c: None for c in sorted(wanted)})
+        held = state.project_serials() if state is not None else {}
+        return wanted, {n for n in held if n not in root.projects}
 
     def _syncer_factory(self) -> Callable[[Optional[ThreadPoolExecutor]], ProjectSyncer]:
         """Builds a ProjectSyncer with its own HTTP client: in this process, or in a worker process."""
@@ -235,19 +266,19 @@ class Syncer:
 
         return make
 
-    def _deletions(self, state: Optional[State], root: RootIndex, wanted: set[str]) -> list[str]:
+    def _deletions(self, state: Optional[State], root: Optional[RootIndex], wanted: set[str], gone: set[str]) -> list[str]:
         if state is None:
             return []
         held = [r[0] for r in state.root_entries()]
         failed = {f["project"] for f in self.stats.failed}
-        gone_upstream = [n for n in held if n not in root.projects]
-        unselected = [n for n in held if n in root.projects and n not in wanted and n not in failed]
+        gone_upstream = [n for n in held if n in gone]
+        unselected = [n for n in held if n not in gone and n not in wanted and n not in failed]
         if self.config.projects is not None and self.stats.failed:
             unselected = []  # an incomplete closure must not prune what it did not reach
         to_delete = sorted((gone_upstream if self.config.delete else []) + unselected)
         if not to_delete or self.allow_mass_delete:
             return to_delete
-        if not root.projects and held:
+        if root is not None and not root.projects and held:
             raise DeleteGuardError(
                 f"upstream's root index lists no projects while the mirror holds {len(held)}; refusing to delete "
                 "them all (an upstream outage?); run with --allow-mass-delete if this is intended"
@@ -275,7 +306,7 @@ class Syncer:
             "started": utc_iso(started),
             "finished": utc_iso(finished),
             "duration_s": round(finished - started, 3),
-            "upstream_serial": root.serial if root else None,
+            "upstream_serial": root.serial if root else s.max_page_serial,
             "mirror_serial": mirror_serial,
             "projects": {"total": projects, "synced": s.synced, "deleted": len(deleted), "failed": len(s.failed)},
             "files": {
@@ -305,8 +336,8 @@ class _Runner:
         sync: Syncer,
         state: Optional[State],
         publisher: Optional[Publisher],
-        root: RootIndex,
-        known: dict[str, tuple[Optional[int], Optional[str], Optional[str]]],
+        root: Optional[RootIndex],
+        known: dict[str, Known],
         make_syncer: Callable[[Optional[ThreadPoolExecutor]], ProjectSyncer],
     ) -> None:
         self.sync = sync
@@ -316,51 +347,63 @@ class _Runner:
         self.known = known
         self.make_syncer = make_syncer
         self.local_serial = state.get_meta_int("local_serial") if state is not None else None
+        self.local_serial_start = self.local_serial
         self.last_root_publish = time.monotonic()
+        self.displays = {c: d for c, d, _s in state.root_entries()} if state is not None and root is None else {}
 
     def _selection_key(self, want: Optional[Want]) -> str:
         return self.sync.fingerprint + ("" if want is None else ":" + want.key())
 
     def _needs_sync(self, canonical: str, selection: str) -> bool:
-        root_serial = self.root.projects[canonical][1]
+        root_serial = self.root.projects[canonical][1] if self.root is not None else None
         prev = self.known.get(canonical)
         if prev is None or root_serial is None:
             return True
-        prev_serial, prev_selection, _fp = prev
-        return prev_serial is None or prev_serial < root_serial or prev_selection != selection
+        return prev.upstream_serial is None or prev.upstream_serial < root_serial or prev.selection != selection
 
     def _task(self, canonical: str, want: Optional[Want], selection: str) -> ProjectTask:
-        display, root_serial = self.root.projects[canonical]
+        if self.root is not None:
+            display, root_serial = self.root.projects[canonical]
+        else:
+            display, root_serial = self.displays.get(canonical, canonical), None
         previous: list[MirroredFile] = []
         fingerprint = prev_selection = None
-        if self.state is not None and canonical in self.known:
+        validators = None
+        prev = self.known.get(canonical)
+        if self.state is not None and prev is not None:
             previous = self.state.files_of(canonical)
-            _s, prev_selection, fingerprint = self.known[canonical]
+            prev_selection, fingerprint = prev.selection, prev.fingerprint
+            if prev.etag or prev.last_modified:
+                validators = Validators(prev.etag, prev.last_modified)
         local = None
         if root_serial is None:
             self.local_serial = (self.local_serial or 0) + 1
             local = self.local_serial
-        return ProjectTask(canonical, display, root_serial, want, selection, previous, fingerprint, prev_selection, local)
+        return ProjectTask(canonical, display, root_serial, want, selection, previous, fingerprint, prev_selection, local, validators)
 
-    def run_wave(self, wants: dict[str, Optional[Want]]) -> dict[str, list[str]]:
-        """Sync every project of `wants` that changed. Returns, for the closure, each synced
-        project's Requires-Dist lines; a full mirror keeps nothing per project in memory."""
+    def run_wave(self, wants: dict[str, Optional[Want]]) -> None:
+        """Sync every project of `wants` that changed (a full mirror: it keeps nothing per project in memory)."""
         todo = []
         for canonical, want in wants.items():
             selection = self._selection_key(want)
             if self._needs_sync(canonical, selection):
                 todo.append(self._task(canonical, want, selection))
         if not todo:
-            return {}
-        progress = Progress(len(todo), "sync")
-        requires: dict[str, list[str]] = {}
-        keep = self.sync.closure_mode
-        fatal: Optional[BaseException] = None
-        tasks = iter(todo)
-        in_flight = 0
+            return
         from .runners import choose_runner  # worker processes: not loaded by a run with nothing to do
 
         runner = choose_runner(self.make_syncer, self.sync.config.workers, len(todo))
+        try:
+            self._drive(runner, todo)
+        finally:
+            runner.close()
+
+    def _drive(self, runner: Runner, todo: list[ProjectTask]) -> None:
+        """Run the tasks on the runner, keeping it fed; publish each result as it comes."""
+        progress = Progress(len(todo), "sync")
+        fatal: Optional[BaseException] = None
+        tasks = iter(todo)
+        in_flight = 0
 
         def submit_more() -> int:
             submitted = 0
@@ -372,45 +415,40 @@ class _Runner:
                 submitted += len(batch)
             return submitted
 
-        try:
-            in_flight += submit_more()
-            while in_flight:
-                task, result, error = runner.next_done()
-                in_flight -= 1
-                if error is not None:
-                    if isinstance(error, FilesystemError):
-                        fatal = fatal or error
-                    elif isinstance(error, MirrorSyncError):
-                        self._fail(task.canonical, str(error))
-                    elif isinstance(error, Exception):  # a bug or an unexpected library error: one project, not the run
-                        log.error("event=project-error project=%s", task.canonical, exc_info=error)
-                        self._fail(task.canonical, f"unexpected {error.__class__.__name__}: {error}")
-                    else:
-                        raise error
+        in_flight += submit_more()
+        while in_flight:
+            task, result, error = runner.next_done()
+            in_flight -= 1
+            if error is not None:
+                if isinstance(error, FilesystemError):
+                    fatal = fatal or error
+                elif isinstance(error, MirrorSyncError):
+                    self._fail(task.canonical, str(error))
+                elif isinstance(error, Exception):  # a bug or an unexpected library error: one project, not the run
+                    log.error("event=project-error project=%s", task.canonical, exc_info=error)
+                    self._fail(task.canonical, f"unexpected {error.__class__.__name__}: {error}")
+                else:
+                    raise error
+                progress.step(failed=True)
+            elif result is not None:
+                if fatal is not None:
+                    discard_staged(result)
                     progress.step(failed=True)
-                elif result is not None:
-                    if fatal is not None:
-                        discard_staged(result)
-                        progress.step(failed=True)
-                    else:
-                        self._record(task, result)
-                        if keep:
-                            requires[task.canonical] = requires_lines(result.files)
-                        progress.step()
-                if fatal is None:
-                    in_flight += submit_more()
-        finally:
-            runner.close()
+                else:
+                    self._record(task, result)
+                    progress.step()
+            if fatal is None:
+                in_flight += submit_more()
         if fatal is not None:
             raise fatal
         if self.publisher is not None:
             self.publisher.flush()
-            if self.state is not None and self.local_serial is not None:
-                self.state.set_meta("local_serial", str(self.local_serial))
-        return requires
+            if self.state is not None and self.local_serial is not None and self.sync.stats.synced:
+                _set_if_changed(self.state, "local_serial", str(self.local_serial))
 
     def _record(self, task: ProjectTask, result: ProjectResult) -> None:
         s = self.sync.stats
+        s.saw_serial(result.page_serial)
         if not result.unchanged:
             s.synced += 1
             s.downloaded += result.downloaded
@@ -431,50 +469,97 @@ class _Runner:
         self.sync.stats.failed.append({"project": project, "error": error})
 
     # -- closure --------------------------------------------------------------------------------
-    def run_closure(self, requirements: tuple[Requirement, ...]) -> set[str]:
-        wants: dict[str, Want] = {}
-        frontier: dict[str, Want] = {}
-        for req in requirements:
-            canonical: str = canonicalize_name(req.name)
-            if self.sync.selector.project_excluded(canonical):
+    def run_closure(self, requirements: tuple[Requirement, ...]) -> tuple[set[str], set[str]]:
+        """An allowlist: walk its dependency closure to the fixpoint (reading pages and the
+        requirements of selected files, nothing published), then sync each project once with
+        what the whole closure wants of it. Returns (wanted, gone upstream)."""
+        from .closure import Visit, walk
+        from .runners import ThreadRunner
+
+        cfg = self.sync.config
+        selector = self.sync.selector
+        evaluator = self.sync.evaluator
+        runner = ThreadRunner(self.make_syncer, cfg.workers)
+        syncer = runner.syncer
+        pages: dict[str, tuple[Optional[ProjectPage], bool]] = {}  # canonical -> (page, upstream said 304)
+        gone: set[str] = set()
+
+        def task_for(canonical: str, want: Want) -> ProjectTask:
+            task = self._task(canonical, want, self._selection_key(want))
+            if canonical in pages:
+                task.page, task.not_modified = pages[canonical]
+            if task.page is not None:
+                task.display = task.page.name
+            return task
+
+        def visit(task: ProjectTask) -> Visit:
+            try:
+                page, not_modified, lines = syncer.visit(task)
+            except NotFoundError:
+                gone.add(task.canonical)
+                return Visit(missing=True)
+            except FilesystemError:
+                raise
+            except MirrorSyncError as exc:
+                return Visit(error=str(exc))
+            except Exception as exc:  # a bug or an unexpected library error: one project, not the run
+                log.error("event=project-error project=%s", task.canonical, exc_info=exc)
+                return Visit(error=f"unexpected {exc.__class__.__name__}: {exc}")
+            pages[task.canonical] = (page, not_modified)
+            return Visit(requires=tuple(lines))
+
+        def visit_wave(wants: dict[str, Want]) -> dict[str, Visit]:
+            tasks = [task_for(c, w) for c, w in wants.items()]
+            progress = Progress(len(tasks), "resolve")
+            out: dict[str, Visit] = {}
+            for task, outcome in zip(tasks, pool.map(visit, tasks)):
+                out[task.canonical] = outcome
+                progress.step(failed=outcome.error is not None or outcome.missing)
+            return out
+
+        try:
+            with ThreadPoolExecutor(cfg.workers, thread_name_prefix="resolve") as pool:
+                closure = walk(
+                    requirements,
+                    visit_wave,
+                    evaluator.needed if evaluator is not None else (lambda lines, extras: []),
+                    excluded=selector.project_excluded,
+                    follow=cfg.dependencies,
+                    max_rounds=MAX_CLOSURE_ROUNDS,
+                )
+            for name, error in sorted(closure.failures.items()):
+                self._fail(name, error)
+            todo = [task_for(c, w) for c, w in sorted(closure.wants.items()) if c not in closure.failures]
+            for task in todo:
+                if task.page is not None:
+                    self.sync.stats.saw_serial(task.page.serial)
+            self._check_installable(todo, requirements)
+            if todo:
+                self._drive(runner, todo)
+        finally:
+            runner.close()
+        return set(closure.wants) - gone, gone
+
+    def _check_installable(self, tasks: list[ProjectTask], requirements: tuple[Requirement, ...]) -> None:
+        """An allowlisted project must offer every configured environment something to install."""
+        allowlisted = {canonicalize_name(r.name) for r in requirements}
+        for task in tasks:
+            if task.canonical not in allowlisted:
                 continue
-            if canonical not in self.root.projects:
-                self._fail(canonical, f"project {req.name!r} from 'projects' is not on upstream")
-                continue
-            want = wants.setdefault(canonical, Want())
-            want.add(req)
-            frontier[canonical] = want
-        follow = self.sync.config.dependencies
-        rounds = 0
-        required_by: dict[str, str] = {}
-        while frontier and rounds < MAX_CLOSURE_ROUNDS:
-            rounds += 1
-            synced = self.run_wave(dict(frontier))
-            next_frontier: dict[str, Want] = {}
-            if follow:
-                for canonical, want in frontier.items():
-                    requires = synced[canonical] if canonical in synced else self._state_requires(canonical)
-                    assert self.sync.evaluator is not None
-                    for dep in self.sync.evaluator.needed(requires, frozenset(want.extras)):
-                        dep_name: str = canonicalize_name(dep.name)
-                        if self.sync.selector.project_excluded(dep_name):
-                            continue
-                        if dep_name not in self.root.projects:
-                            if dep_name not in required_by:
-                                required_by[dep_name] = canonical
-                                self._fail(dep_name, f"dependency {dep.name!r} of {canonical} is not on upstream")
-                            continue
-                        dep_want = wants.setdefault(dep_name, Want())
-                        is_new = not dep_want.specifiers
-                        if dep_want.add(dep) or is_new:
-                            next_frontier[dep_name] = dep_want
-            frontier = next_frontier
-        return set(wants)
-
-    def _state_requires(self, canonical: str) -> list[str]:
-        return requires_lines(self.state.files_of(canonical) if self.state is not None else [])
+            if task.page is None:  # upstream said 304: its mirrored files are what it selects
+                files = [UpstreamFile(f.filename, f.url, f.sha256, f.size, f.requires_python) for f in task.previous]
+            else:
+                files = self.sync.selector.select(task.page, task.want)[0]
+            missing = self.sync.selector.uninstallable(files)
+            if missing:
+                self._fail(
+                    task.canonical,
+                    f"project {task.canonical}: no release selected by {task.want.key() if task.want else '*'} "
+                    f"has a file installable on {', '.join(missing)}",
+                )
 
 
-def requires_lines(files: list[MirroredFile]) -> list[str]:
-    """The distinct Requires-Dist lines of a project's mirrored files."""
-    return sorted({line for f in files for line in (f.requires_dist or [])})
+def _set_if_changed(state: State, key: str, value: Optional[str]) -> None:
+    """A run that changed nothing writes nothing."""
+    if state.get_meta(key) != value:
+        state.set_meta(key, value)

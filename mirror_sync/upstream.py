@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from typing import Optional
 from urllib.parse import urljoin
 
 import requests
 
-from .errors import UpstreamError
+from .errors import NotFoundError, UpstreamError
 from .http import HttpClient, HttpResponse
 from .models import ProjectPage, RootIndex
 from .pages import parse_project_html, parse_project_json, parse_root_html, parse_root_json
@@ -33,6 +34,32 @@ def _header_serial(response: HttpResponse) -> Optional[int]:
         return None
 
 
+@dataclass(frozen=True)
+class Validators:
+    """What upstream sent to validate a cached page (RFC 9110): ETag, Last-Modified."""
+
+    etag: Optional[str] = None
+    last_modified: Optional[str] = None
+
+    def headers(self) -> dict[str, str]:
+        out = {}
+        if self.etag:
+            out["If-None-Match"] = self.etag
+        if self.last_modified:
+            out["If-Modified-Since"] = self.last_modified
+        return out
+
+
+@dataclass(frozen=True)
+class _Fetched:
+    body: bytes
+    content_type: str
+    serial: Optional[int]
+    url: str
+    etag: Optional[str]
+    last_modified: Optional[str]
+
+
 class Upstream:
     """Fetches and parses pages of one upstream index."""
 
@@ -40,13 +67,23 @@ class Upstream:
         self.base_url = base_url
         self.client = client
 
-    def _fetch(self, url: str, where: str) -> tuple[bytes, str, Optional[int], str]:
+    def _fetch(self, url: str, where: str, headers: Optional[dict[str, str]] = None) -> Optional[_Fetched]:
+        """The page's body and what its headers say; None when upstream answered 304 Not Modified."""
         try:
-            with self.client.get(url, accept=ACCEPT) as response:
-                _check_status(response, where)
-                return response.content, _content_type(response), _header_serial(response), response.url
+            with self.client.get(url, accept=ACCEPT, headers=headers) as response:
+                if response.status_code == 304 and headers:
+                    return None
+                _check_status(response, where, url)
+                return _Fetched(
+                    response.content,
+                    _content_type(response),
+                    _header_serial(response),
+                    response.url,
+                    response.headers.get("ETag"),
+                    response.headers.get("Last-Modified"),
+                )
         except requests.RequestException as exc:
-            raise UpstreamError(f"{where}: request failed ({_short(exc)})") from None
+            raise UpstreamError(f"{where}: request to {url} failed ({_short(exc)})") from None
 
     def root(self, unchanged_at: Optional[int] = None) -> RootIndex:
         """The project list. With `unchanged_at` (the serial the mirror's last complete run
@@ -55,7 +92,7 @@ class Upstream:
         where = "upstream root index"
         try:
             with self.client.get(self.base_url, accept=ACCEPT, stream=True) as response:
-                _check_status(response, where)
+                _check_status(response, where, self.base_url)
                 hserial = _header_serial(response)
                 ctype = _content_type(response)
                 is_json = ctype == JSON_TYPE or ctype == "application/json"
@@ -63,27 +100,48 @@ class Upstream:
                     return RootIndex(serial=hserial, json=is_json, unchanged=True)
                 body = response.content
         except requests.RequestException as exc:
-            raise UpstreamError(f"{where}: request failed ({_short(exc)})") from None
+            raise UpstreamError(f"{where}: request to {self.base_url} failed ({_short(exc)})") from None
         if is_json:
             return parse_root_json(body, hserial, unchanged_at)
         return parse_root_html(body, hserial)
 
+    def root_serial(self) -> Optional[int]:
+        """The serial upstream's root announces in its X-PyPI-Last-Serial header, read from the
+        headers alone: the body (the whole project list) is not downloaded."""
+        where = "upstream root index"
+        try:
+            with self.client.get(self.base_url, accept=ACCEPT, stream=True) as response:
+                _check_status(response, where, self.base_url)
+                return _header_serial(response)
+        except requests.RequestException as exc:
+            raise UpstreamError(f"{where}: request to {self.base_url} failed ({_short(exc)})") from None
+
     def project_url(self, canonical: str) -> str:
         return urljoin(self.base_url, f"{canonical}/")
 
-    def project(self, canonical: str, min_serial: Optional[int] = None) -> ProjectPage:
-        """The project's page, retried while it is older than the serial the root promised."""
+    def project(
+        self, canonical: str, min_serial: Optional[int] = None, validators: Optional[Validators] = None
+    ) -> Optional[ProjectPage]:
+        """The project's page, retried while it is older than the serial the root promised.
+
+        With `validators` (the ETag / Last-Modified upstream sent last time) the request is
+        conditional, and None means upstream answered 304: the page has not changed. A project
+        upstream does not have raises NotFoundError."""
         url = self.project_url(canonical)
         where = f"project {canonical}"
         page: Optional[ProjectPage] = None
+        conditional = validators.headers() if validators is not None else {}
         for attempt in range(STALE_RETRIES + 1):
             fetch_url = url if attempt == 0 else f"{url}?cache-bust={int(time.time() * 1000)}-{attempt}"
-            body, ctype, hserial, final_url = self._fetch(fetch_url, where)
-            final_url = final_url.split("?", 1)[0]
-            if ctype == JSON_TYPE or ctype == "application/json":
-                page = parse_project_json(body, final_url, canonical, hserial)
+            got = self._fetch(fetch_url, where, conditional if attempt == 0 and conditional else None)
+            if got is None:
+                return None
+            final_url = got.url.split("?", 1)[0]
+            if got.content_type == JSON_TYPE or got.content_type == "application/json":
+                page = parse_project_json(got.body, final_url, canonical, got.serial)
             else:
-                page = parse_project_html(body, final_url, canonical, hserial)
+                page = parse_project_html(got.body, final_url, canonical, got.serial)
+            page.etag, page.last_modified = got.etag, got.last_modified
             if min_serial is None or page.serial is None or page.serial >= min_serial:
                 return page
             log.warning("event=stale-page project=%s serial=%s expected=%s attempt=%d", canonical, page.serial, min_serial, attempt + 1)
@@ -91,11 +149,11 @@ class Upstream:
         raise UpstreamError(f"{where}: upstream keeps serving a stale page (serial {page.serial if page else '?'} < {min_serial})")
 
 
-def _check_status(response: HttpResponse, where: str) -> None:
+def _check_status(response: HttpResponse, where: str, url: str) -> None:
     if response.status_code == 404:
-        raise UpstreamError(f"{where}: upstream answered 404 Not Found")
+        raise NotFoundError(f"{where}: not found on upstream ({url} answered 404)")
     if response.status_code >= 400:
-        raise UpstreamError(f"{where}: upstream answered HTTP {response.status_code}")
+        raise UpstreamError(f"{where}: upstream answered HTTP {response.status_code} ({url})")
 
 
 def _short(exc: BaseException) -> str:

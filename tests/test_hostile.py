@@ -139,7 +139,7 @@ def test_upstream_that_keeps_failing_fails_only_that_project(index_tree: IndexTr
     cfg = write_config(tmp_path / "m.yml", upstream.url, mirror, retries=1)
     rc, summary, stderr = run_cli(cfg, "sync")
     assert rc == 1
-    assert summary["failures"] == [{"project": "good1", "error": "project good1: upstream answered HTTP 500"}]
+    assert summary["failures"] == [{"project": "good1", "error": f"project good1: upstream answered HTTP 500 ({upstream.url}good1/)"}]
     assert set(assert_clean(cfg, mirror, tmp_path)) == {"good0", "good2"}
 
 

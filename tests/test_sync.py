@@ -233,7 +233,9 @@ def test_allowlist_follows_dependency_closure(index_tree: IndexTree, upstream, t
     assert pages["alpha"] == ["alpha-2.0-py3-none-any.whl", "alpha-2.0.tar.gz"]
     assert pages["beta"] == ["beta-2.0-py3-none-any.whl", "beta-3.0rc1-py3-none-any.whl"]
     root = json.loads((mirror_dir / "web/simple/index.v1_json").read_text())
-    assert {p["name"] for p in root["projects"]} == {"Alpha", "beta", "gamma"}
+    # an allowlist reads no root index, only its projects' pages, whose PEP 691 `name` is the
+    # normalized one: that is the name the mirror's root lists
+    assert {p["name"] for p in root["projects"]} == {"alpha", "beta", "gamma"}
 
     # a no-op run keeps the closure from the state and asks upstream for the root only
     before = len(upstream.requests())
@@ -391,7 +393,7 @@ def test_large_run_uses_worker_processes_and_stays_consistent(index_tree: IndexT
     cfg = write_config(tmp_path / "m.yml", upstream.url, mirror_dir, workers=4, retries=0)
     rc, summary, _ = run_cli(cfg, "sync")
     assert rc == 1
-    assert summary["failures"] == [{"project": "bulk-0003", "error": "project bulk-0003: upstream answered HTTP 500"}]
+    assert summary["failures"] == [{"project": "bulk-0003", "error": f"project bulk-0003: upstream answered HTTP 500 ({upstream.url}bulk-0003/)"}]
     pages = check_mirror(mirror_dir)
     assert len(pages) == count - 1 and pages["bulk-0007"] == ["bulk_0007-1.0-py3-none-any.whl", "bulk_0007-1.1-py3-none-any.whl"]
     upstream.clear_faults()
