@@ -15,7 +15,7 @@ import yaml
 from tests.ansibleutil import REPO, ROLES, missing_collections, render_template, run, tool
 
 ROLE_NAMES = ["pypi_mirror_storage", "pypi_mirror_sync", "pypi_mirror_nginx", "pypi_mirror_client"]
-PLAYBOOKS = ["mirror.yml", "clients.yml", "site.yml"]
+PLAYBOOKS = ["mirror.yml", "clients.yml", "site.yml", "remove.yml"]
 SPEC_TYPES: dict[str, tuple[type, ...]] = {
     "str": (str,),
     "path": (str,),
@@ -121,6 +121,8 @@ def test_argument_specs_match_defaults(role: str) -> None:
         assert option.get("description"), f"{name} has no description"
         assert option.get("default") == value, f"{name}: spec default {option.get('default')!r} != {value!r}"
         kind = option.get("type", "str")
+        if value is None:  # an unset option (null in both files) leaves its key out
+            continue
         assert isinstance(value, SPEC_TYPES[kind]), f"{name}: default {value!r} is not a {kind}"
         if kind == "bool":
             continue
@@ -291,3 +293,138 @@ def test_statistics_read_the_log_the_nginx_role_writes() -> None:
         assert roles["pypi_mirror_nginx"]["pypi_mirror_nginx_root"].endswith("/web")
     assert sync["pypi_mirror_sync_statistics_output_directory"] == ""  # engine default: <directory>/web/stats
     assert "location /stats/" in (ROLES / "pypi_mirror_nginx" / "templates" / "vhost.conf.j2").read_text()
+
+
+# -- the operator's path (issue 14): a table of contents, a way back, nothing more than needed -----------------
+
+PHASES = {
+    "pypi_mirror_storage": ["preflight", "install", "configure", "remove"],
+    "pypi_mirror_sync": ["preflight", "install", "configure", "schedule", "sync", "remove"],
+    "pypi_mirror_client": ["preflight", "configure", "report"],
+}
+
+
+@pytest.mark.parametrize("role", sorted(PHASES))
+def test_role_tasks_main_is_a_tagged_table_of_contents(role: str) -> None:
+    tasks = yaml.safe_load((ROLES / role / "tasks" / "main.yml").read_text())
+    phases = []
+    for task in tasks:
+        include = task.get("ansible.builtin.include_tasks")
+        assert include is not None, f"{role}: {task['name']} is not an include"
+        assert (ROLES / role / "tasks" / include["file"]).is_file(), include
+        tags = set(task["tags"])
+        assert role in tags and tags & set(include["apply"]["tags"]) == set(include["apply"]["tags"]), task["name"]
+        phases.append(next(t for t in include["apply"]["tags"] if t != role))
+    assert list(dict.fromkeys(phases)) == PHASES[role], phases
+
+
+@pytest.mark.parametrize("role", ["pypi_mirror_storage", "pypi_mirror_sync", "pypi_mirror_nginx", "pypi_mirror_client"])
+def test_every_role_has_a_state_absent_path(role: str) -> None:
+    defaults = yaml.safe_load((ROLES / role / "defaults" / "main.yml").read_text())
+    spec = yaml.safe_load((ROLES / role / "meta" / "argument_specs.yml").read_text())["argument_specs"]["main"]["options"]
+    assert defaults[f"{role}_state"] == "present"
+    assert spec[f"{role}_state"]["choices"] == ["present", "absent"]
+    main = (ROLES / role / "tasks" / "main.yml").read_text()
+    assert f"{role}_state" in main or role == "pypi_mirror_client"
+
+
+def _all_tasks(path: Path) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    for task in yaml.safe_load(path.read_text()) or []:
+        found.append(task)
+        found += task.get("block", [])
+    return found
+
+
+def test_packages_are_installed_without_recommends() -> None:
+    """cron and logrotate recommend a mail server: every apt task installs only what it names."""
+    apt_tasks = [t for path in ROLES.rglob("tasks/*.yml") for t in _all_tasks(path) if "ansible.builtin.apt" in t]
+    assert apt_tasks
+    for task in apt_tasks:
+        role = next(p for p in ROLES.iterdir() if p.is_dir() and task in [x for f in p.rglob("tasks/*.yml") for x in _all_tasks(f)])
+        if role.name == "pypi_mirror_nginx":  # another role's owner decides there; nginx recommends nothing big
+            continue
+        assert task["ansible.builtin.apt"].get("install_recommends") is False, (role.name, task["name"])
+
+
+def test_remove_playbook_undoes_the_mirror_playbook_in_reverse() -> None:
+    plays = yaml.safe_load((REPO / "playbooks" / "remove.yml").read_text())
+    mirror_play = next(p for p in plays if "mirror" in p["hosts"])
+    roles = [(r["role"], r["vars"]) for r in mirror_play["roles"]]
+    assert [r for r, _ in roles] == ["pypi_mirror_nginx", "pypi_mirror_sync", "pypi_mirror_storage"]
+    for role, values in roles:
+        assert values[f"{role}_state"] == "absent"
+    assert "purge" in str(roles[1][1]) and "purge" in str(roles[2][1])
+    assert mirror_play["post_tasks"][0]["ansible.builtin.include_tasks"] == "tasks/restore_host.yml"
+    clients = next(p for p in plays if p["hosts"] == "clients")
+    assert clients["roles"][0]["vars"]["pypi_mirror_client_state"] == "absent"
+    for play in yaml.safe_load((REPO / "playbooks" / "mirror.yml").read_text()):
+        assert play["pre_tasks"][0]["ansible.builtin.include_tasks"] == "tasks/record_host.yml"
+        assert play["vars"]["pypi_mirror_ledger"] == mirror_play["vars"]["pypi_mirror_ledger"]
+
+
+def test_the_cron_job_runs_the_job_script_that_reloads_nginx(tmp_path: Path) -> None:
+    """X-PyPI-Last-Serial without systemd: cron runs the job script as root; it runs the engine as the mirror
+    user and reloads nginx (after nginx -t) when serials.map changed."""
+    schedule = yaml.safe_load((ROLES / "pypi_mirror_sync" / "tasks" / "schedule.yml").read_text())
+    sync_job = next(t for t in schedule if t["name"] == "Schedule the sync")["ansible.builtin.cron"]
+    assert sync_job["user"] == "root" and "/bin/pypi-mirror-sync" in sync_job["job"]
+    overrides = {"pypi_mirror_sync_directory": "/srv/m", "pypi_mirror_sync_home": "/opt/pm"}
+    job = render_template("pypi_mirror_sync", "pypi-mirror-sync.j2", tmp_path / "job", tmp_path, overrides).read_text()
+    assert "runuser -u pypi-mirror" in job and "/opt/pm/bin/pypi-mirror-reload-nginx" in job
+    assert "map=/srv/m/serials.map" in job
+    reload = render_template("pypi_mirror_sync", "pypi-mirror-reload-nginx.j2", tmp_path / "reload", tmp_path,
+                             overrides).read_text()
+    assert "nginx -t" in reload and "nginx -s reload" in reload and "systemctl reload nginx" in reload
+    off = render_template("pypi_mirror_sync", "pypi-mirror-sync.j2", tmp_path / "job-off", tmp_path,
+                          {**overrides, "pypi_mirror_sync_reload_nginx": False}).read_text()
+    assert "reload-nginx" not in off.split("set -u", 1)[1]
+
+
+def test_rendered_sync_config_carries_the_ca_bundle(tmp_path: Path) -> None:
+    overrides = {"pypi_mirror_sync_directory": str(tmp_path / "mirror"), "pypi_mirror_sync_projects": ["requests"],
+                 "pypi_mirror_sync_ca_bundle": "/etc/ssl/certs/corporate.pem"}
+    document = yaml.safe_load(render_template("pypi_mirror_sync", "mirror.yml.j2", tmp_path / "m.yml", tmp_path,
+                                              overrides).read_text())
+    assert document["ca_bundle"] == "/etc/ssl/certs/corporate.pem"
+
+
+def _foreign_sources() -> Any:
+    path = ROLES / "pypi_mirror_client" / "filter_plugins" / "pip_sources.py"
+    spec = importlib.util.spec_from_file_location("pip_sources", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.foreign_package_sources
+
+
+MIRROR = "http://mirror.internal/simple/"
+
+
+def test_client_report_names_other_indexes_and_find_links() -> None:
+    found = _foreign_sources()(
+        {
+            "/etc/pip.conf": f"[global]\nindex-url = {MIRROR}\ntrusted-host = mirror.internal\n",
+            "/root/.config/pip/pip.conf": "[install]\nfind-links = /opt/wheels\n  /opt/more\nextra_index_url=http://x/simple\n",
+            "/home/u/.pip/pip.conf": "[global]\nindex-url = http://other/simple\n",
+            "/etc/profile.d/proxy.sh": "export PIP_EXTRA_INDEX_URL='http://y/simple'\nPIP_CERT=/x.pem\n",
+            "/etc/uv/uv.toml": f'[[index]]\nname = "m"\nurl = "{MIRROR}"\ndefault = true\n',
+            "/root/.config/uv/uv.toml": 'extra-index-url = ["http://z/simple"]\n',
+        },
+        {"PIP_FIND_LINKS": "/srv/wheels", "PIP_INDEX_URL": MIRROR.rstrip("/"), "HOME": "/root"},
+        MIRROR,
+    )
+    text = "\n".join(found)
+    for expected in ("find-links = /opt/wheels", "find-links = /opt/more", "extra-index-url = http://x/simple",
+                     "index-url = http://other/simple: installs come from http://other/simple instead",
+                     "PIP_EXTRA_INDEX_URL=http://y/simple", "extra-index-url = http://z/simple",
+                     "environment of the Ansible session: PIP_FIND_LINKS=/srv/wheels"):
+        assert expected in text, expected
+    assert len(found) == 7, found  # the mirror's own settings, PIP_CERT and the same index URL are not reported
+    assert "/etc/pip.conf" not in text and "/etc/uv/uv.toml" not in text
+
+
+def test_client_report_is_empty_for_a_host_that_only_knows_the_mirror() -> None:
+    assert _foreign_sources()({"/etc/pip.conf": f"[global]\nindex-url = {MIRROR}\n", "/root/.bashrc": "alias ll='ls -l'\n"},
+                              {}, MIRROR) == []
+    assert "pip reads no configuration file" in _foreign_sources()({}, {"PIP_CONFIG_FILE": "/dev/null"}, MIRROR)[0]
