@@ -1,0 +1,232 @@
+"""The dependency closure and the selection it rests on, as pure functions: unit tests and
+property-based tests (hypothesis)."""
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Optional
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+from packaging.version import Version
+
+from mirror_sync.closure import DependencyEvaluator, Visit, walk
+from mirror_sync.config import Config, Environment
+from mirror_sync.environments import marker_environments
+from mirror_sync.models import ProjectPage, UpstreamFile
+from mirror_sync.selection import Selector, Want
+
+# -- a tiny upstream: project -> version -> Requires-Dist ------------------------------------------
+Index = dict[str, dict[str, list[str]]]
+
+
+def visits(index: Index, seen: Optional[list[dict[str, Want]]] = None, shuffle: Optional[random.Random] = None):
+    """A visit_wave over `index`: a want selects every version one of its specifiers admits."""
+
+    def visit_wave(wants: dict[str, Want]) -> dict[str, Visit]:
+        if seen is not None:
+            seen.append({k: Want(set(v.specifiers), set(v.extras)) for k, v in wants.items()})
+        items = list(wants.items())
+        if shuffle is not None:
+            shuffle.shuffle(items)
+        out = {}
+        for name, want in items:
+            if name not in index:
+                out[name] = Visit(missing=True)
+                continue
+            lines = set()
+            for version, requires in index[name].items():
+                if any(s is None or SpecifierSet(s).contains(Version(version), prereleases=True) for s in want.specifiers):
+                    lines.update(requires)
+            out[name] = Visit(requires=tuple(sorted(lines)))
+        return out
+
+    return visit_wave
+
+
+NEEDED = DependencyEvaluator(marker_environments(None)).needed
+
+
+def reference_fixpoint(index: Index, roots: list[str]) -> dict[str, str]:
+    """The closure computed the slow, obvious way: re-derive every want from scratch until
+    nothing changes."""
+    wants: dict[str, Want] = {}
+    for r in roots:
+        req = Requirement(r)
+        wants.setdefault(req.name, Want()).add(req)
+    for _ in range(1000):
+        before = {k: v.key() for k, v in wants.items()}
+        for name, want in list(wants.items()):
+            visit = visits(index)({name: want})[name]
+            for dep in NEEDED(visit.requires, frozenset(want.extras)):
+                wants.setdefault(dep.name, Want()).add(dep)
+        if {k: v.key() for k, v in wants.items()} == before:
+            return before
+    raise AssertionError("no fixpoint")
+
+
+def test_the_walk_follows_requirements_and_extras_and_names_who_pulled_a_missing_one() -> None:
+    index: Index = {
+        "app": {"1.0": ["lib>=1", 'extra-dep; extra == "x"'], "2.0": ["lib>=2"]},
+        "lib": {"1.0": [], "2.0": ["util"], "3.0": ["util", "ghost"]},
+        "util": {"1.0": []},
+        "extra-dep": {"1.0": []},
+    }
+    closure = walk([Requirement("app[x]==1.0")], visits(index), NEEDED)
+    assert {k: v.key() for k, v in closure.wants.items()} == {
+        "app": "==1.0[x]", "lib": ">=1[]", "extra-dep": "*[]", "util": "*[]", "ghost": "*[]",
+    }
+    assert closure.failures == {"ghost": "dependency 'ghost' of lib is not on upstream"}
+    assert closure.required_by["util"] == "lib"
+
+
+def test_an_allowlisted_project_that_upstream_lacks_is_named_as_such() -> None:
+    closure = walk([Requirement("nope")], visits({}), NEEDED)
+    assert closure.failures == {"nope": "project 'nope' from 'projects' is not on upstream"}
+
+
+def test_excluded_projects_are_neither_visited_nor_wanted() -> None:
+    seen: list[dict[str, Want]] = []
+    index: Index = {"a": {"1": ["b", "c"]}, "b": {"1": []}, "c": {"1": []}}
+    closure = walk([Requirement("a")], visits(index, seen), NEEDED, excluded=lambda n: n == "b")
+    assert set(closure.wants) == {"a", "c"}
+    assert all("b" not in wave for wave in seen)
+
+
+def test_without_follow_only_the_allowlist_is_visited() -> None:
+    index: Index = {"a": {"1": ["b"]}, "b": {"1": []}}
+    closure = walk([Requirement("a")], visits(index), NEEDED, follow=False)
+    assert set(closure.wants) == {"a"}
+
+
+def test_a_project_is_visited_again_only_when_its_want_widened() -> None:
+    seen: list[dict[str, Want]] = []
+    index: Index = {"a": {"1": ["c>=1"]}, "b": {"1": ["c>=2"]}, "c": {"1": [], "2": []}, "top": {"1": ["a", "b"]}}
+    walk([Requirement("top")], visits(index, seen), NEEDED)
+    visited = [name for wave in seen for name in wave]
+    assert visited.count("c") == 1  # both specifiers arrive in the same wave
+    assert visited.count("top") == 1
+
+
+# -- properties -------------------------------------------------------------------------------------
+NAMES = ["p0", "p1", "p2", "p3", "p4", "p5"]
+VERSIONS = ["1.0", "1.5", "2.0", "3.0"]
+SPECS = ["", ">=1.5", "<2", "==2.0", ">=3", "!=1.0"]
+
+
+@st.composite
+def indexes(draw: st.DrawFn) -> tuple[Index, list[str]]:
+    index: Index = {}
+    for name in draw(st.lists(st.sampled_from(NAMES), min_size=1, max_size=6, unique=True)):
+        versions = draw(st.lists(st.sampled_from(VERSIONS), min_size=1, max_size=4, unique=True))
+        index[name] = {
+            v: [f"{dep}{spec}" for dep, spec in draw(st.lists(st.tuples(st.sampled_from(NAMES), st.sampled_from(SPECS)), max_size=3))]
+            for v in versions
+        }
+    roots = [f"{n}{s}" for n, s in draw(st.lists(st.tuples(st.sampled_from(NAMES), st.sampled_from(SPECS)), min_size=1, max_size=3))]
+    return index, roots
+
+
+@settings(max_examples=200, deadline=None)
+@given(indexes(), st.randoms(use_true_random=False))
+def test_the_walk_reaches_the_one_fixpoint_whatever_the_order(case: tuple[Index, list[str]], rnd: random.Random) -> None:
+    index, roots = case
+    expected = reference_fixpoint(index, roots)
+    first = walk([Requirement(r) for r in roots], visits(index), NEEDED)
+    shuffled_roots = list(roots)
+    rnd.shuffle(shuffled_roots)
+    second = walk([Requirement(r) for r in shuffled_roots], visits(index, shuffle=rnd), NEEDED)
+    assert {k: v.key() for k, v in first.wants.items()} == expected
+    assert {k: v.key() for k, v in second.wants.items()} == expected  # plan twice: the same plan
+    assert first.failures == second.failures
+    assert set(first.failures) <= set(first.wants) - set(index)  # only what upstream lacks fails
+
+
+# -- selection --------------------------------------------------------------------------------------
+def config(**keys: object) -> Config:
+    return Config(path=Path("m.yml"), upstream="http://upstream.invalid/simple/", directory=Path("/m"), **keys)  # type: ignore[arg-type]
+
+
+def wheel(name: str, version: str, tag: str = "py3-none-any", requires_python: Optional[str] = None) -> UpstreamFile:
+    filename = f"{name}-{version}-{tag}.whl"
+    return UpstreamFile(filename, f"http://files.invalid/{filename}", "0" * 64, 100, requires_python, version=version)
+
+
+def sdist(name: str, version: str, requires_python: Optional[str] = None) -> UpstreamFile:
+    filename = f"{name}-{version}.tar.gz"
+    return UpstreamFile(filename, f"http://files.invalid/{filename}", "1" * 64, 100, requires_python, version=version)
+
+
+def page(name: str, files: list[UpstreamFile]) -> ProjectPage:
+    return ProjectPage(name=name, canonical=name, serial=1, files=files)
+
+
+PY311 = Environment(python="3.11", platform="linux", machine="x86_64")
+PY312 = Environment(python="3.12", platform="linux", machine="x86_64")
+
+
+def test_latest_counts_the_releases_each_environment_can_install() -> None:
+    """The newest releases need Python 3.12 (as Django's do): a 3.11 environment still gets the
+    two newest it can install, and a 3.12 environment the two newest overall."""
+    django = page("django", [
+        wheel("django", "6.0", requires_python=">=3.12"), sdist("django", "6.0", requires_python=">=3.12"),
+        wheel("django", "5.2", requires_python=">=3.10"), sdist("django", "5.2", requires_python=">=3.10"),
+        wheel("django", "5.1", requires_python=">=3.10"),
+        wheel("django", "5.0", requires_python=">=3.10"),
+        wheel("django", "5.3", requires_python=">=3.12"),
+    ])
+    only_311 = Selector(config(environments=(PY311,), latest=2))
+    files, _ = only_311.select(django, None)
+    assert sorted({f.version for f in files}) == ["5.1", "5.2"]
+    both = Selector(config(environments=(PY311, PY312), latest=2))
+    files, _ = both.select(django, None)
+    assert sorted({f.version for f in files}) == ["5.1", "5.2", "5.3", "6.0"]
+    assert both.uninstallable(files) == []
+
+
+def test_a_project_with_nothing_for_an_environment_is_named_with_it() -> None:
+    selector = Selector(config(environments=(PY311, Environment(python="3.12", platform="macos", machine="arm64")), latest=1))
+    files, _ = selector.select(page("native", [wheel("native", "1.0", "cp311-cp311-manylinux_2_17_x86_64")]), None)
+    assert [f.version for f in files] == ["1.0"]
+    assert selector.uninstallable(files) == ["python 3.12 macos arm64"]
+
+
+def test_wheel_tags_decide_per_environment() -> None:
+    files = [wheel("n", "2.0", "cp312-cp312-manylinux_2_17_x86_64"), wheel("n", "1.0", "cp311-cp311-manylinux_2_17_x86_64")]
+    chosen, _ = Selector(config(environments=(PY311,), latest=1)).select(page("n", files), None)
+    assert [f.version for f in chosen] == ["1.0"]
+
+
+SELECT_VERSIONS = ["0.9", "1.0", "1.1rc1", "1.1", "2.0", "2.1.dev0", "3.0"]
+SELECT_SPECS = [None, ">=1.0", "<2", "==2.0", ">=3", "!=1.0", ">=1.1rc1"]
+
+
+@st.composite
+def selections(draw: st.DrawFn) -> tuple[Selector, ProjectPage, Want, Want]:
+    files = []
+    for v in draw(st.lists(st.sampled_from(SELECT_VERSIONS), min_size=1, unique=True)):
+        rp = draw(st.sampled_from([None, ">=3.12", ">=3.8"]))
+        tag = draw(st.sampled_from(["py3-none-any", "cp311-cp311-manylinux_2_17_x86_64", "cp312-cp312-win_amd64"]))
+        files.append(wheel("p", v, tag, rp))
+        if draw(st.booleans()):
+            files.append(sdist("p", v, rp))
+    envs = draw(st.sampled_from([None, (PY311,), (PY311, PY312)]))
+    cfg = config(environments=envs, latest=draw(st.sampled_from([None, 1, 2])), prereleases=draw(st.booleans()))
+    small = Want(set(draw(st.lists(st.sampled_from(SELECT_SPECS), min_size=1, max_size=2))))
+    extra = draw(st.lists(st.sampled_from(SELECT_SPECS), min_size=1, max_size=2))
+    big = Want(small.specifiers | set(extra))
+    return Selector(cfg), page("p", files), small, big
+
+
+@settings(max_examples=300, deadline=None)
+@given(selections())
+def test_selection_is_monotone_in_the_want(case: tuple[Selector, ProjectPage, Want, Want]) -> None:
+    selector, project, small, big = case
+    fewer = {f.filename for f in selector.select(project, small)[0]}
+    more = {f.filename for f in selector.select(project, big)[0]}
+    assert fewer <= more
+    assert more <= {f.filename for f in project.files}  # the plan never leaves upstream's files
+    again = {f.filename for f in selector.select(project, big)[0]}
+    assert again == more
