@@ -55,6 +55,12 @@ options:
       - Root URL of the PEP 691/503 simple index to mirror.
       - Left out, the engine uses the index pip on the managed host would use.
     type: str
+  ca_bundle:
+    description:
+      - PEM file (or directory of hashed certificates) on the managed host with the CAs to verify
+        the upstream's TLS certificate with, instead of the system trust store.
+      - Left out, the engine verifies as pip does, against the system trust store.
+    type: path
   workers:
     description: Concurrent HTTP requests, 1 to 64.
     type: int
@@ -295,6 +301,7 @@ from ansible.module_utils.basic import AnsibleModule
 INLINE_KEYS = (
     "directory",
     "upstream",
+    "ca_bundle",
     "workers",
     "timeout",
     "retries",
@@ -332,6 +339,7 @@ def argument_spec():
         config=dict(type="path"),
         directory=dict(type="path"),
         upstream=dict(type="str"),
+        ca_bundle=dict(type="path"),
         workers=dict(type="int"),
         timeout=dict(type="float"),
         retries=dict(type="int"),

@@ -114,6 +114,27 @@ def _human(summary: dict[str, Any]) -> str:
     return text
 
 
+def _prepare(cfg: Config, args: argparse.Namespace) -> None:
+    """Before the command: the mirror directory must suit it (exit 5 with one sentence otherwise),
+    and an HTTPS upstream is verified with the trust the configuration chooses."""
+    from .fsutil import check_directory
+
+    command = args.command
+    dry_run = getattr(args, "dry_run", False)
+    repair = getattr(args, "repair", False)
+    if command in ("sync", "verify", "status"):
+        writes = command == "verify" or (command == "sync" and not dry_run)
+        # what a run writes, and must be able to write where it exists (a web/ made by root once);
+        # status and a dry run only read the state
+        entries = (cfg.state_path, cfg.lock_path, cfg.web, cfg.simple_dir, cfg.packages_dir) if writes else (cfg.state_path,)
+        check_directory(cfg.directory, create=command == "sync" and not dry_run, writable=writes, entries=entries)
+    if command == "sync" or (command == "verify" and repair):
+        from . import tls
+
+        bundle = str(cfg.ca_bundle) if cfg.ca_bundle else None
+        tls.use(tls.trust_for(bundle, cfg.upstream_from_pip, check=cfg.upstream.startswith("https:")))
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -122,6 +143,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     cfg: Optional[Config] = None
     try:
         cfg = load_config(args.config)
+        _prepare(cfg, args)
         summary = COMMANDS[args.command](cfg, args)
         _write_metrics(cfg, args.command, summary)
     except MirrorSyncError as exc:

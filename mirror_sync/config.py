@@ -50,6 +50,8 @@ class Config:
     path: Path
     upstream: str
     directory: Path
+    upstream_from_pip: bool = False  # `upstream` left out: the index pip would use (and pip's CA setting)
+    ca_bundle: Optional[Path] = None  # CA certificates to verify upstream with, instead of the system store
     workers: int = 8
     timeout: float = 30.0
     retries: int = 5
@@ -208,6 +210,30 @@ def _environment(reader: _Reader, key: str, item: Any) -> Environment:
     )
 
 
+def _ca_bundle(reader: _Reader, file: Path) -> Optional[Path]:
+    """`ca_bundle`: a readable PEM file (or a directory of hashed certificates, as c_rehash makes)."""
+    raw = reader.get("ca_bundle", str)
+    if raw is None:
+        return None
+    if not raw.strip():
+        raise reader.fail("ca_bundle", "must be the path of a PEM file of CA certificates, not an empty string")
+    path = Path(os.path.expanduser(raw))
+    if not path.is_absolute():
+        path = (file.parent / path).resolve()
+    if not path.exists():
+        raise reader.fail("ca_bundle", f"names {path}, which does not exist")
+    if path.is_dir():
+        if not os.access(path, os.R_OK | os.X_OK):
+            raise reader.fail("ca_bundle", f"names the directory {path}, which this user cannot read")
+        return path
+    try:
+        with open(path, "rb") as handle:
+            handle.read(1)
+    except OSError as exc:
+        raise reader.fail("ca_bundle", f"names {path}, which cannot be read ({exc.strerror})") from None
+    return path
+
+
 def load_config(path: str | os.PathLike[str]) -> Config:
     """Read and validate a configuration file."""
     file = Path(path)
@@ -238,6 +264,7 @@ def config_from_mapping(data: dict[str, Any], file: Path) -> Config:
         dir_path = (file.parent / dir_path).resolve()
 
     upstream = r.get("upstream", str)
+    upstream_from_pip = upstream is None
     if upstream is None:
         upstream = default_upstream()
     if not re.match(r"^(https?|file)://", upstream):
@@ -277,6 +304,7 @@ def config_from_mapping(data: dict[str, Any], file: Path) -> Config:
     if not 0.0 <= ratio <= 1.0:
         raise r.fail("max_delete_ratio", f"must be between 0 and 1, not {ratio}")
     fsync = r.get("fsync", bool, True)
+    ca_bundle = _ca_bundle(r, file)
 
     stats_raw = r.get("statistics", dict, {})
     sr = _Reader(stats_raw, file, "statistics.")
@@ -295,6 +323,8 @@ def config_from_mapping(data: dict[str, Any], file: Path) -> Config:
         path=file,
         upstream=upstream,
         directory=dir_path,
+        upstream_from_pip=upstream_from_pip,
+        ca_bundle=ca_bundle,
         workers=workers,
         timeout=timeout,
         retries=retries,

@@ -7,11 +7,13 @@ import fcntl
 import itertools
 import logging
 import os
+import pwd
 import shutil
+import stat
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Iterator, Optional, Union
+from typing import IO, Iterable, Iterator, Optional, Union
 
 from .errors import FilesystemError, LockedError
 
@@ -143,8 +145,13 @@ class MirrorLock:
         self.handle: Optional[IO[str]] = None
 
     def __enter__(self) -> "MirrorLock":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(self.path, "a+")
+        check_directory(self.path.parent, create=True, writable=True)
+        try:
+            handle = open(self.path, "a+")
+        except OSError as exc:
+            raise FilesystemError(
+                f"cannot open the lock file {self.path} ({exc.strerror}); {_fix(self.path)}"
+            ) from None
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -212,9 +219,94 @@ def filesystem_type(path: Path) -> tuple[str, str]:
     return best
 
 
-def preflight(directory: Path) -> list[str]:
-    """Refuse ext2/ext3 (32k sub-directory limit); return warnings about free space and inodes."""
-    directory.mkdir(parents=True, exist_ok=True)
+def _user() -> str:
+    try:
+        return f"user {pwd.getpwuid(os.geteuid()).pw_name}"
+    except KeyError:
+        return f"uid {os.geteuid()}"
+
+
+def _fix(path: Path, access: str = "write") -> str:
+    return f"give {_user()} {access} access to it, or set 'directory' to a path that user may write"
+
+
+def _read_only(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISREG(mode):
+        return "a regular file"
+    if stat.S_ISLNK(mode):
+        return "a symbolic link to nothing"
+    return "a special file"
+
+
+def directory_problem(path: Path, *, writable: bool) -> Optional[str]:
+    """Why the existing `path` cannot serve as a mirror directory, as one sentence; None if it can.
+    A missing path is no problem here (see check_directory)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        try:
+            st = os.lstat(path)  # a dangling symbolic link
+        except FileNotFoundError:
+            return None
+        return f"{path} is {_kind(st.st_mode)}; set 'directory' to a directory"
+    except NotADirectoryError:
+        return f"a parent of {path} is not a directory; set 'directory' to a directory"
+    except PermissionError:
+        return f"{path} cannot be reached by {_user()} (a parent directory is not searchable); {_fix(path, 'search')}"
+    if not stat.S_ISDIR(st.st_mode):
+        return f"{path} is {_kind(st.st_mode)}, not a directory; set 'directory' to a directory"
+    if not os.access(path, os.R_OK | os.X_OK):
+        return f"{path} is not readable by {_user()}; {_fix(path, 'read')}"
+    if writable and not os.access(path, os.W_OK | os.X_OK):
+        if _read_only(path):
+            return f"{path} is on a read-only file system; remount it read-write, or set 'directory' to a writable path"
+        return f"{path} is not writable by {_user()}; {_fix(path)}"
+    return None
+
+
+def check_directory(path: Path, *, create: bool, writable: bool, entries: Iterable[Path] = ()) -> None:
+    """Raise FilesystemError (exit 5) when `path` cannot be the mirror directory: not a directory,
+    not readable, or (with `writable`) not writable; `create` makes it first. `entries` are paths
+    inside it that must be readable (and writable) too where they exist: a web/ or state.sqlite
+    left by a run as another user."""
+    if create and not path.is_dir():
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            problem = directory_problem(path, writable=writable)
+            if problem is None:
+                where = "on a read-only file system" if exc.errno == errno.EROFS else f"({exc.strerror})"
+                problem = (
+                    f"cannot create the mirror directory {path} {where}; create it for {_user()}, "
+                    "or set 'directory' to a path that user may write"
+                )
+            raise FilesystemError(problem) from None
+    problem = directory_problem(path, writable=writable)
+    if problem is not None:
+        raise FilesystemError(problem)
+    for entry in entries:
+        try:
+            st = os.stat(entry)
+        except OSError:
+            continue  # not there yet: the run makes it, in the directory just checked
+        search = os.X_OK if stat.S_ISDIR(st.st_mode) else 0
+        if not os.access(entry, os.R_OK | search):
+            raise FilesystemError(f"{entry} is not readable by {_user()}; {_fix(entry, 'read')}")
+        if writable and not os.access(entry, os.W_OK | search):
+            raise FilesystemError(f"{entry} is not writable by {_user()}; {_fix(entry)}")
+
+
+def preflight(directory: Path, entries: Iterable[Path] = ()) -> list[str]:
+    """Make sure `directory` (and those of `entries` that exist) is writable, exit 5 otherwise;
+    refuse ext2/ext3 (32k sub-directory limit); return warnings about free space and inodes."""
+    check_directory(directory, create=True, writable=True, entries=entries)
     fstype, mount = filesystem_type(directory)
     if fstype in REFUSED_FILESYSTEMS:
         raise FilesystemError(

@@ -1,8 +1,11 @@
 """HTTP: one requests.Session per worker thread, connection reuse, retries with backoff, a
 politeness cap.
 
-Each Session is configured once (adapter with the Retry policy, TLS settings, proxies and netrc
-credentials read from the environment once per origin). Plain GETs to an origin without a proxy
+Each Session is configured once (adapter with the Retry policy, TLS trust, proxies and netrc
+credentials read from the environment once per origin). Certificates are verified with the trust
+chosen in tls.py (the system store through truststore, as pip does, unless a bundle is configured):
+one SSLContext per process, injected into every pool the adapter makes, so requests' certifi
+default never applies. Plain GETs to an origin without a proxy
 then go straight to the connection pool that the Session's adapter holds for that origin, with the
 adapter's own Retry policy and timeouts: requests' per-request preparation (cookie jars, hooks,
 settings merges, URL re-parsing) costs more CPU than the transfer of a small wheel over a LAN, and a
@@ -11,7 +14,7 @@ callers see one response shape and requests' exceptions.
 """
 from __future__ import annotations
 
-import os
+import ssl
 import threading
 from contextlib import contextmanager
 from typing import Any, Iterator, Mapping, Optional, Protocol, Union
@@ -37,6 +40,7 @@ from urllib3.exceptions import (
 from urllib3.util.retry import Retry
 
 from . import __version__
+from .tls import Trust, context, process_trust, tls_error
 
 USER_AGENT = f"mirror-sync/{__version__} (pypi-mirror-kit) requests/{requests.__version__}"
 RETRY_STATUSES = (429, 500, 502, 503, 504)
@@ -126,21 +130,64 @@ class _PoolResponse:
         self._raw.release_conn()
 
 
+def _is_verification_failure(error: Optional[Exception]) -> bool:
+    reason = error.args[0] if isinstance(error, SSLError) and error.args else error
+    return isinstance(reason, ssl.SSLCertVerificationError)  # also ssl.CertificateError (host name)
+
+
+class _Retry(Retry):
+    """The Retry policy, except that a certificate that failed verification is not retried: it
+    fails the same way every time, and the backoff would only delay the error."""
+
+    def increment(self, method: Optional[str] = None, url: Optional[str] = None, response: Any = None,
+                  error: Optional[Exception] = None, _pool: Any = None, _stacktrace: Any = None) -> "_Retry":
+        if _is_verification_failure(error):
+            raise MaxRetryError(_pool, url, error) from error
+        return super().increment(method, url, response, error, _pool, _stacktrace)
+
+
+class _TrustAdapter(HTTPAdapter):
+    """An HTTPAdapter whose HTTPS pools verify with the SSLContext of `trust`.
+
+    The context goes into the pool key attributes of every https request, so every pool the adapter
+    makes has it, also through a proxy and on the direct path (which takes its pools from
+    get_connection_with_tls_context too). It is built on the first https request: a plain-http
+    mirror never loads a bundle. cert_verify is overridden because requests, with verify=True,
+    would point each connection at certifi's bundle, which urllib3 then loads into the context.
+    """
+
+    def __init__(self, trust: Trust, **kwargs: Any) -> None:
+        self.trust = trust
+        super().__init__(**kwargs)
+
+    def build_connection_pool_key_attributes(self, request: Any, verify: Any, cert: Any = None) -> Any:
+        host_params, pool_kwargs = super().build_connection_pool_key_attributes(request, verify, cert)
+        if host_params.get("scheme") == "https" and verify is True:
+            pool_kwargs["ssl_context"] = context(self.trust)
+        return host_params, pool_kwargs
+
+    def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
+        if verify is True and url.lower().startswith("https") and not cert:
+            conn.cert_reqs = "CERT_REQUIRED"
+            conn.ca_certs = None  # the trust is in the pool's ssl_context
+            conn.ca_cert_dir = None
+            return
+        super().cert_verify(conn, url, verify, cert)
+
+
 class _Session(requests.Session):
     """A Session that reads the environment once per origin instead of once per request.
 
     requests, with trust_env, scans os.environ for proxies and reads ~/.netrc on every request:
     on a mirror's tens of thousands of requests that is a measurable share of the CPU time.
-    Here the same settings (proxies and no_proxy, netrc credentials, REQUESTS_CA_BUNDLE /
-    CURL_CA_BUNDLE) are looked up once per scheme and host and then passed explicitly.
+    Here the same settings (proxies and no_proxy, netrc credentials) are looked up once per scheme
+    and host and then passed explicitly. CA bundles from the environment are part of the adapter's
+    Trust instead (verify stays True).
     """
 
     def __init__(self) -> None:
         super().__init__()
         self.trust_env = False
-        bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-        if bundle:
-            self.verify = bundle
         self._env_cache: dict[str, tuple[dict[str, str], Any]] = {}
         # origin -> (the adapter's pool for it, request headers, the adapter's Retry), for
         # origins without a proxy
@@ -197,7 +244,12 @@ class _Session(requests.Session):
 class HttpClient:
     """Hands each thread its own requests.Session; at most `workers` requests are in flight."""
 
-    def __init__(self, workers: int, timeout: float, retries: int, backoff: float = 0.5) -> None:
+    def __init__(
+        self, workers: int, timeout: float, retries: int, backoff: float = 0.5, trust: Optional[Trust] = None
+    ) -> None:
+        """`trust`: what certificates are verified against; by default the one the CLI set for
+        this process from the configuration (tls.use), else variables or the system store."""
+        self.trust = trust if trust is not None else process_trust()
         self.workers = workers
         self.timeout = timeout
         self.retries = retries
@@ -212,7 +264,7 @@ class HttpClient:
         session: Optional[_Session] = getattr(self._local, "session", None)
         if session is None:
             session = _Session()
-            retry = Retry(
+            retry = _Retry(
                 total=self.retries,
                 connect=self.retries,
                 read=self.retries,
@@ -224,7 +276,7 @@ class HttpClient:
                 respect_retry_after_header=True,
                 raise_on_status=False,
             )
-            adapter = HTTPAdapter(max_retries=retry, pool_connections=4, pool_maxsize=max(4, self.workers))
+            adapter = _TrustAdapter(self.trust, max_retries=retry, pool_connections=4, pool_maxsize=max(4, self.workers))
             session.mount("http://", adapter)
             session.mount("https://", adapter)
             session.headers["User-Agent"] = USER_AGENT
@@ -267,10 +319,15 @@ class HttpClient:
         adds request headers (conditional requests: If-None-Match, If-Modified-Since)."""
         with self._cap:
             session = self._session()
-            response: Union[HttpResponse, requests.Response, None] = self._direct_get(session, url, accept, stream, headers)
-            if response is None:
-                headers = {**({"Accept": accept} if accept else {}), **(headers or {})} or None
-                response = session.get(url, headers=headers, timeout=self.timeout, stream=stream)
+            try:
+                response: Union[HttpResponse, requests.Response, None] = self._direct_get(
+                    session, url, accept, stream, headers
+                )
+                if response is None:
+                    headers = {**({"Accept": accept} if accept else {}), **(headers or {})} or None
+                    response = session.get(url, headers=headers, timeout=self.timeout, stream=stream)
+            except requests.exceptions.SSLError as exc:  # one sentence: which server, why, what to set
+                raise tls_error(url, exc, self.trust) from None
             try:
                 yield response
             finally:

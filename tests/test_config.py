@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from mirror_sync.cli import main
-from mirror_sync.config import load_config
+from mirror_sync.config import config_from_mapping, load_config
 from mirror_sync.errors import ConfigError
 
 
@@ -48,6 +48,9 @@ def test_minimal_config_defaults(tmp_path: Path) -> None:
         ("directory: m\nmetrics: {textfile_directory: 3}\n", "metrics.textfile_directory"),
         ("upstream: http://127.0.0.1:1/\n", "directory"),
         ("directory: m\ndelete: 'yes please'\n", "delete"),
+        ("directory: m\nca_bundle: /nonexistent/ca.pem\n", "ca_bundle"),
+        ("directory: m\nca_bundle: 3\n", "ca_bundle"),
+        ("directory: m\nca_bundle: ''\n", "ca_bundle"),
     ],
 )
 def test_bad_key_is_named(tmp_path: Path, text: str, key: str) -> None:
@@ -72,10 +75,37 @@ def test_sizes_and_environments(tmp_path: Path) -> None:
     assert cfg.filtered
 
 
+def test_ca_bundle_is_a_readable_path_relative_to_the_config_file(tmp_path: Path) -> None:
+    (tmp_path / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    cfg = load_config(write(tmp_path, "directory: m\nupstream: http://127.0.0.1:1/\nca_bundle: ca.pem\n"))
+    assert cfg.ca_bundle == tmp_path / "ca.pem"
+    assert cfg.upstream_from_pip is False
+    assert load_config(write(tmp_path, "directory: m\nupstream: http://127.0.0.1:1/\n")).ca_bundle is None
+
+
+def test_every_key_of_the_readme_table_is_known() -> None:
+    """The README's configuration table and the engine agree (the module's copy: test_module.py)."""
+    keys = readme_config_keys()
+    assert "ca_bundle" in keys
+    base = {"directory": "m", "upstream": "http://127.0.0.1:1/"}
+    for key in keys - set(base):
+        config_from_mapping({**base, key: None}, Path("/x/mirror.yml"))  # None: as if left out, but known
+    with pytest.raises(ConfigError, match="'no_such_key' is not a known"):
+        config_from_mapping({**base, "no_such_key": None}, Path("/x/mirror.yml"))
+
+
+def readme_config_keys() -> set[str]:
+    """Top-level keys of the README's configuration table (`statistics.x` counts as `statistics`)."""
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    table = text.split("### Configuration (YAML)", 1)[1].split("\n\n", 2)[1]
+    return {line.split("`")[1].split(".")[0] for line in table.splitlines() if line.startswith("| `")}
+
+
 def test_default_upstream_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/pip-env/simple")
     cfg = load_config(write(tmp_path, "directory: m\n"))
     assert cfg.upstream == "http://127.0.0.1:9/pip-env/simple/"
+    assert cfg.upstream_from_pip is True
 
 
 def test_default_upstream_from_pip_config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -195,6 +195,7 @@ def test_inline_options_become_a_temporary_config(tmp_path: Path, engine: FakeEn
         "executable": str(engine.path),
         "directory": "/srv/m",
         "upstream": "http://127.0.0.1:9/simple/",
+        "ca_bundle": "/etc/pypi-mirror/upstream-ca.pem",
         "projects": ["requests>=2.31", "uvicorn[standard]"],
         "environments": [{"python": "3.11", "platform": "linux", "machine": "x86_64"}],
         "prereleases": False,
@@ -210,6 +211,7 @@ def test_inline_options_become_a_temporary_config(tmp_path: Path, engine: FakeEn
     assert json.loads(call["config_text"]) == {
         "directory": "/srv/m",
         "upstream": "http://127.0.0.1:9/simple/",
+        "ca_bundle": "/etc/pypi-mirror/upstream-ca.pem",
         "projects": ["requests>=2.31", "uvicorn[standard]"],
         "environments": [{"python": "3.11", "platform": "linux", "machine": "x86_64"}],
         "prereleases": False,
@@ -341,6 +343,25 @@ def test_config_and_inline_options_exclude_each_other(tmp_path: Path, engine: Fa
     assert rc == 1 and result["failed"] is True
     assert "mutually exclusive" in result["msg"]
     assert engine.calls() == []
+
+
+def test_inline_options_are_the_engines_configuration_keys() -> None:
+    """The module's copy of the configuration keys (INLINE_KEYS, argument_spec, DOCUMENTATION)
+    is the README's table (which test_config.py checks against the engine)."""
+    import importlib.util
+
+    import yaml
+
+    from tests.test_config import readme_config_keys
+
+    spec = importlib.util.spec_from_file_location("pypi_mirror_sync_module", MODULE)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert set(module.INLINE_KEYS) == readme_config_keys()
+    assert set(module.INLINE_KEYS) <= set(module.argument_spec())
+    assert set(module.INLINE_KEYS) <= set(yaml.safe_load(module.DOCUMENTATION)["options"])
+    assert module.argument_spec()["ca_bundle"] == {"type": "path"}
 
 
 def test_a_missing_executable_is_a_clear_failure(tmp_path: Path, config_file: Path) -> None:
