@@ -21,6 +21,15 @@ class Progress:
         self.started = time.monotonic()
         self.last = 0.0
 
+    def grow(self, n: int) -> None:
+        """More work became known (a dependency closure finds its projects as it goes)."""
+        self.total += n
+
+    def close(self) -> None:
+        """The end of work whose total grew: show the final count once."""
+        if self.done and self.last < time.monotonic():
+            self._show(time.monotonic())
+
     def step(self, failed: bool = False) -> None:
         self.done += 1
         self.failed += int(failed)

@@ -32,6 +32,9 @@ class Want:
         self.extras.update(canonicalize_name(e) for e in req.extras)
         return (len(self.specifiers), len(self.extras)) != before
 
+    def copy(self) -> "Want":
+        return Want(set(self.specifiers), set(self.extras))
+
     def key(self) -> str:
         specs = sorted("*" if s is None else s for s in self.specifiers)
         return "|".join(specs) + "[" + ",".join(sorted(self.extras)) + "]"
@@ -49,6 +52,13 @@ class Selector:
         """The whole project is on the blocklist (a bare name)."""
         return any(len(spec) == 0 for spec in self.excluded.get(canonical, []))
 
+    def admits(self, f: UpstreamFile) -> bool:
+        """Whether a file can be selected at all, whatever is asked of its project: the size
+        limit and the target environments."""
+        if self.config.max_file_size is not None and f.size is not None and f.size > self.config.max_file_size:
+            return False
+        return self.file_filter.keep(f.filename, f.requires_python)
+
     def select(self, page: ProjectPage, want: Optional[Want]) -> tuple[list[UpstreamFile], list[str]]:
         """The files to mirror and the PEP 700 versions list to publish.
 
@@ -62,9 +72,7 @@ class Selector:
         keep = self.file_filter
         by_version: dict[Optional[Version], list[UpstreamFile]] = {}
         for f in page.files:
-            if cfg.max_file_size is not None and f.size is not None and f.size > cfg.max_file_size:
-                continue
-            if not keep.keep(f.filename, f.requires_python):
+            if not self.admits(f):
                 continue
             try:
                 v: Optional[Version] = Version(f.version) if f.version else None
@@ -75,16 +83,18 @@ class Selector:
         exclude_specs = self.excluded.get(page.canonical, [])
         if exclude_specs:
             versions = [v for v in versions if not any(s.contains(v, prereleases=True) for s in exclude_specs)]
-        if not cfg.prereleases:
-            versions = [v for v in versions if not v.is_prerelease or self._explicit_pre(v, want)]
         specs: list[Optional[str]] = [None] if want is None else sorted(want.specifiers, key=lambda s: s or "")
         envs = range(len(keep.matchers)) if keep.matchers is not None else [None]
         chosen: set[Version] = set()
         for spec_text in specs:
-            matching = versions
-            if spec_text is not None:
-                spec = SpecifierSet(spec_text)
-                matching = [v for v in versions if spec.contains(v, prereleases=True)]
+            # each specifier picks on its own (its pre-releases too), so that another one
+            # added to the want never changes what this one picks
+            spec = SpecifierSet(spec_text or "")
+            explicit_pre = bool(spec_text) and bool(spec.prereleases)
+            matching = [
+                v for v in versions
+                if spec.contains(v, prereleases=True) and (cfg.prereleases or not v.is_prerelease or explicit_pre)
+            ]
             if cfg.latest is None:
                 chosen.update(matching)
                 continue
@@ -118,15 +128,6 @@ class Selector:
             for i, env in enumerate(keep.envs)
             if not any(keep.fits(i, f.filename, f.requires_python) for f in files)
         ]
-
-    @staticmethod
-    def _explicit_pre(v: Version, want: Optional[Want]) -> bool:
-        if want is None:
-            return False
-        for s in want.specifiers:
-            if s is not None and SpecifierSet(s).prereleases and SpecifierSet(s).contains(v, prereleases=True):
-                return True
-        return False
 
 
 def _version_key(text: str) -> tuple[int, object]:

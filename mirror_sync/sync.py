@@ -2,9 +2,11 @@
 follow the dependency closure, delete what upstream deleted (behind a guard), publish the root."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
+import queue
 import time
 from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
@@ -35,7 +37,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("mirror_sync")
 
-MAX_CLOSURE_ROUNDS = 10_000
+MAX_CLOSURE_VISITS = 1_000_000
 ROOT_REPUBLISH_SECONDS = 300.0
 
 
@@ -493,40 +495,40 @@ class _Runner:
             return task
 
         def visit(task: ProjectTask) -> Visit:
+            name = task.canonical
             try:
                 page, not_modified, lines = syncer.visit(task)
             except NotFoundError:
-                gone.add(task.canonical)
+                gone.add(name)
                 return Visit(missing=True)
-            except FilesystemError:
-                raise
             except MirrorSyncError as exc:
+                if isinstance(exc, FilesystemError):
+                    fatal.append(exc)
                 return Visit(error=str(exc))
             except Exception as exc:  # a bug or an unexpected library error: one project, not the run
-                log.error("event=project-error project=%s", task.canonical, exc_info=exc)
+                log.error("event=project-error project=%s", name, exc_info=exc)
                 return Visit(error=f"unexpected {exc.__class__.__name__}: {exc}")
-            pages[task.canonical] = (page, not_modified)
+            if page is not None and selector.config.filtered:
+                # kept until the walk ends: only the files some want could select
+                page = dataclasses.replace(page, files=[f for f in page.files if selector.admits(f)])
+            pages[name] = (page, not_modified)
             return Visit(requires=tuple(lines))
 
-        def visit_wave(wants: dict[str, Want]) -> dict[str, Visit]:
-            tasks = [task_for(c, w) for c, w in wants.items()]
-            progress = Progress(len(tasks), "resolve")
-            out: dict[str, Visit] = {}
-            for task, outcome in zip(tasks, pool.map(visit, tasks)):
-                out[task.canonical] = outcome
-                progress.step(failed=outcome.error is not None or outcome.missing)
-            return out
-
+        fatal: list[FilesystemError] = []
+        progress = Progress(0, "resolve")
         try:
             with ThreadPoolExecutor(cfg.workers, thread_name_prefix="resolve") as pool:
                 closure = walk(
                     requirements,
-                    visit_wave,
+                    _PoolVisitor(pool, task_for, visit, progress),
                     evaluator.needed if evaluator is not None else (lambda lines, extras: []),
                     excluded=selector.project_excluded,
                     follow=cfg.dependencies,
-                    max_rounds=MAX_CLOSURE_ROUNDS,
+                    max_visits=MAX_CLOSURE_VISITS,
                 )
+            progress.close()
+            if fatal:
+                raise fatal[0]
             for name, error in sorted(closure.failures.items()):
                 self._fail(name, error)
             todo = [task_for(c, w) for c, w in sorted(closure.wants.items()) if c not in closure.failures]
@@ -557,6 +559,39 @@ class _Runner:
                     f"project {task.canonical}: no release selected by {task.want.key() if task.want else '*'} "
                     f"has a file installable on {', '.join(missing)}",
                 )
+
+
+class _PoolVisitor:
+    """The closure walk's visitor: visits on a thread pool, reported in the order they finish."""
+
+    def __init__(
+        self,
+        pool: ThreadPoolExecutor,
+        task_for: Callable[[str, Want], ProjectTask],
+        visit: Callable[[ProjectTask], Visit],
+        progress: Progress,
+    ) -> None:
+        self.pool = pool
+        self.task_for = task_for  # on the walk's thread: it reads the state
+        self.visit = visit
+        self.progress = progress
+        self.done: "queue.SimpleQueue[tuple[str, Visit]]" = queue.SimpleQueue()
+
+    def submit(self, name: str, want: Want) -> None:
+        self.progress.grow(1)
+        self.pool.submit(self._one, self.task_for(name, want))
+
+    def _one(self, task: ProjectTask) -> None:
+        try:
+            outcome = self.visit(task)
+        except BaseException as exc:  # never lose a visit: the walk waits for every one
+            outcome = Visit(error=f"unexpected {exc.__class__.__name__}: {exc}")
+        self.done.put((task.canonical, outcome))
+
+    def next_done(self) -> tuple[str, Visit]:
+        name, outcome = self.done.get()
+        self.progress.step(failed=outcome.error is not None or outcome.missing)
+        return name, outcome
 
 
 def _set_if_changed(state: State, key: str, value: Optional[str]) -> None:

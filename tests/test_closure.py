@@ -22,28 +22,34 @@ from mirror_sync.selection import Selector, Want
 Index = dict[str, dict[str, list[str]]]
 
 
-def visits(index: Index, seen: Optional[list[dict[str, Want]]] = None, shuffle: Optional[random.Random] = None):
-    """A visit_wave over `index`: a want selects every version one of its specifiers admits."""
+class FakeVisitor:
+    """Visits over `index`, reported in random order: a want selects every version one of its
+    specifiers admits."""
 
-    def visit_wave(wants: dict[str, Want]) -> dict[str, Visit]:
-        if seen is not None:
-            seen.append({k: Want(set(v.specifiers), set(v.extras)) for k, v in wants.items()})
-        items = list(wants.items())
-        if shuffle is not None:
-            shuffle.shuffle(items)
-        out = {}
-        for name, want in items:
-            if name not in index:
-                out[name] = Visit(missing=True)
-                continue
-            lines = set()
-            for version, requires in index[name].items():
-                if any(s is None or SpecifierSet(s).contains(Version(version), prereleases=True) for s in want.specifiers):
-                    lines.update(requires)
-            out[name] = Visit(requires=tuple(sorted(lines)))
-        return out
+    def __init__(self, index: Index, seen: Optional[list[tuple[str, Want]]] = None, rnd: Optional[random.Random] = None) -> None:
+        self.index = index
+        self.seen = seen
+        self.rnd = rnd
+        self.queue: list[tuple[str, Want]] = []
 
-    return visit_wave
+    def submit(self, name: str, want: Want) -> None:
+        if self.seen is not None:
+            self.seen.append((name, want.copy()))
+        self.queue.append((name, want))
+
+    def next_done(self) -> tuple[str, Visit]:
+        name, want = self.queue.pop(self.rnd.randrange(len(self.queue)) if self.rnd else 0)
+        return name, visit(self.index, name, want)
+
+
+def visit(index: Index, name: str, want: Want) -> Visit:
+    if name not in index:
+        return Visit(missing=True)
+    lines: set[str] = set()
+    for version, requires in index[name].items():
+        if any(s is None or SpecifierSet(s).contains(Version(version), prereleases=True) for s in want.specifiers):
+            lines.update(requires)
+    return Visit(requires=tuple(sorted(lines)))
 
 
 NEEDED = DependencyEvaluator(marker_environments(None)).needed
@@ -59,8 +65,7 @@ def reference_fixpoint(index: Index, roots: list[str]) -> dict[str, str]:
     for _ in range(1000):
         before = {k: v.key() for k, v in wants.items()}
         for name, want in list(wants.items()):
-            visit = visits(index)({name: want})[name]
-            for dep in NEEDED(visit.requires, frozenset(want.extras)):
+            for dep in NEEDED(visit(index, name, want).requires, frozenset(want.extras)):
                 wants.setdefault(dep.name, Want()).add(dep)
         if {k: v.key() for k, v in wants.items()} == before:
             return before
@@ -74,7 +79,7 @@ def test_the_walk_follows_requirements_and_extras_and_names_who_pulled_a_missing
         "util": {"1.0": []},
         "extra-dep": {"1.0": []},
     }
-    closure = walk([Requirement("app[x]==1.0")], visits(index), NEEDED)
+    closure = walk([Requirement("app[x]==1.0")], FakeVisitor(index), NEEDED)
     assert {k: v.key() for k, v in closure.wants.items()} == {
         "app": "==1.0[x]", "lib": ">=1[]", "extra-dep": "*[]", "util": "*[]", "ghost": "*[]",
     }
@@ -83,31 +88,33 @@ def test_the_walk_follows_requirements_and_extras_and_names_who_pulled_a_missing
 
 
 def test_an_allowlisted_project_that_upstream_lacks_is_named_as_such() -> None:
-    closure = walk([Requirement("nope")], visits({}), NEEDED)
+    closure = walk([Requirement("nope")], FakeVisitor({}), NEEDED)
     assert closure.failures == {"nope": "project 'nope' from 'projects' is not on upstream"}
 
 
 def test_excluded_projects_are_neither_visited_nor_wanted() -> None:
-    seen: list[dict[str, Want]] = []
+    seen: list[tuple[str, Want]] = []
     index: Index = {"a": {"1": ["b", "c"]}, "b": {"1": []}, "c": {"1": []}}
-    closure = walk([Requirement("a")], visits(index, seen), NEEDED, excluded=lambda n: n == "b")
+    closure = walk([Requirement("a")], FakeVisitor(index, seen), NEEDED, excluded=lambda n: n == "b")
     assert set(closure.wants) == {"a", "c"}
-    assert all("b" not in wave for wave in seen)
+    assert "b" not in {name for name, _ in seen}
 
 
 def test_without_follow_only_the_allowlist_is_visited() -> None:
     index: Index = {"a": {"1": ["b"]}, "b": {"1": []}}
-    closure = walk([Requirement("a")], visits(index), NEEDED, follow=False)
+    closure = walk([Requirement("a")], FakeVisitor(index), NEEDED, follow=False)
     assert set(closure.wants) == {"a"}
 
 
 def test_a_project_is_visited_again_only_when_its_want_widened() -> None:
-    seen: list[dict[str, Want]] = []
+    seen: list[tuple[str, Want]] = []
     index: Index = {"a": {"1": ["c>=1"]}, "b": {"1": ["c>=2"]}, "c": {"1": [], "2": []}, "top": {"1": ["a", "b"]}}
-    walk([Requirement("top")], visits(index, seen), NEEDED)
-    visited = [name for wave in seen for name in wave]
-    assert visited.count("c") == 1  # both specifiers arrive in the same wave
-    assert visited.count("top") == 1
+    walk([Requirement("top")], FakeVisitor(index, seen), NEEDED)
+    visits_of = {name: [w.key() for n, w in seen if n == name] for name in index}
+    assert visits_of["top"] == ["*[]"]
+    assert visits_of["c"] == [">=1[]", ">=1|>=2[]"]  # visited again once b widened it
+    walk([Requirement("c>=1")], FakeVisitor(index, seen := []), NEEDED)
+    assert [n for n, _ in seen] == ["c"]  # nothing widened: one visit
 
 
 # -- properties -------------------------------------------------------------------------------------
@@ -134,10 +141,10 @@ def indexes(draw: st.DrawFn) -> tuple[Index, list[str]]:
 def test_the_walk_reaches_the_one_fixpoint_whatever_the_order(case: tuple[Index, list[str]], rnd: random.Random) -> None:
     index, roots = case
     expected = reference_fixpoint(index, roots)
-    first = walk([Requirement(r) for r in roots], visits(index), NEEDED)
+    first = walk([Requirement(r) for r in roots], FakeVisitor(index), NEEDED)
     shuffled_roots = list(roots)
     rnd.shuffle(shuffled_roots)
-    second = walk([Requirement(r) for r in shuffled_roots], visits(index, shuffle=rnd), NEEDED)
+    second = walk([Requirement(r) for r in shuffled_roots], FakeVisitor(index, rnd=rnd), NEEDED)
     assert {k: v.key() for k, v in first.wants.items()} == expected
     assert {k: v.key() for k, v in second.wants.items()} == expected  # plan twice: the same plan
     assert first.failures == second.failures
