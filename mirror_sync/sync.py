@@ -32,7 +32,7 @@ from .upstream import Upstream, Validators
 if TYPE_CHECKING:
     from packaging.requirements import Requirement
 
-    from .closure import DependencyEvaluator
+    from .closure import DependencyEvaluator, Visit
     from .runners import Runner
 
 log = logging.getLogger("mirror_sync")
@@ -582,6 +582,8 @@ class _PoolVisitor:
         self.pool.submit(self._one, self.task_for(name, want))
 
     def _one(self, task: ProjectTask) -> None:
+        from .closure import Visit
+
         try:
             outcome = self.visit(task)
         except BaseException as exc:  # never lose a visit: the walk waits for every one
