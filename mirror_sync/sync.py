@@ -7,9 +7,12 @@ import hashlib
 import json
 import logging
 import queue
+import shutil
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
+from pathlib import Path
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable, Optional
@@ -87,6 +90,7 @@ class Syncer:
         self.fingerprint = filter_fingerprint(config)
         self.allowlist = config.projects is not None
         self.root_header_serial: Optional[int] = None  # an allowlist's root, as its headers announce it
+        self.scratch: Optional[Path] = None  # a dry run's downloads, outside the mirror
         self.closure_mode = self.allowlist and config.dependencies
         self.evaluator: Optional[DependencyEvaluator] = None
         if self.closure_mode:  # the requirement and marker machinery loads only for a closure
@@ -124,6 +128,7 @@ class Syncer:
         cfg = self.config
         state = State(cfg.state_path, readonly=True, immutable=immutable) if cfg.state_path.exists() else None
         client = HttpClient(cfg.workers, cfg.timeout, cfg.retries)
+        self.scratch = Path(tempfile.mkdtemp(prefix="mirror-sync-plan-"))
         try:
             root = None if self.allowlist else Upstream(cfg.upstream, client).root()
             projects, gone = self._sync_projects(state, None, root)
@@ -134,6 +139,8 @@ class Syncer:
             return self._summary(state, root, started, deleted)
         finally:
             client.close()
+            shutil.rmtree(self.scratch, ignore_errors=True)
+            self.scratch = None
             if state is not None:
                 state.close()
 
@@ -250,16 +257,20 @@ class Syncer:
         closure_mode = self.closure_mode
         dry_run = self.dry_run
 
+        # a dry run writes nothing to the mirror: files it must read (for requirements nobody
+        # advertises) go to a scratch directory that the plan removes
+        web = self.scratch if self.scratch is not None else cfg.web
+
         def make(file_pool: Optional[ThreadPoolExecutor]) -> ProjectSyncer:
             client = HttpClient(threads, cfg.timeout, cfg.retries)
             # no fsync per file: the publisher's syncfs makes a whole batch durable before its pages go live
-            downloader = Downloader(client, cfg.web, retries=cfg.retries, fsync=False, max_file_size=cfg.max_file_size)
+            downloader = Downloader(client, web, retries=cfg.retries, fsync=False, max_file_size=cfg.max_file_size)
             return ProjectSyncer(
                 Upstream(cfg.upstream, client),
                 downloader,
                 selector,
                 cfg.simple_dir,
-                cfg.web,
+                web,
                 need_requires=closure_mode,
                 fsync=False,
                 dry_run=dry_run,

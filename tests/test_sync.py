@@ -431,3 +431,45 @@ def test_verify_reading_ahead_finds_each_problem_at_its_file(tmp_path: Path) -> 
     for i, (problem, _mtime, meta_problem) in enumerate(results):
         assert problem == ("missing" if i == missing else "corrupt" if i == corrupt else None), i
         assert meta_problem == ("missing" if i == meta_gone else "corrupt" if i == meta_bad else None), i
+
+
+def _plan_and_run(cfg: Path, mirror_dir: Path) -> tuple[dict, dict]:
+    rc, plan, stderr = run_cli(cfg, "sync", "--dry-run")
+    assert rc == 0, (plan, stderr)
+    before = mirrored_files(mirror_dir) if mirror_dir.exists() else set()
+    rc, summary, stderr = run_cli(cfg, "sync")
+    assert rc == 0, (summary, stderr)
+    after = mirrored_files(mirror_dir)
+    assert sorted(f["filename"] for f in plan["plan"]["fetch"]) == sorted(after - before)
+    assert summary["files"]["downloaded"] == len(plan["plan"]["fetch"])
+    deleted_names = sorted(Path(d["path"]).name for d in plan["plan"]["delete"])
+    assert deleted_names == sorted(before - after)
+    assert plan["projects"]["synced"] == summary["projects"]["synced"]
+    return plan, summary
+
+
+def test_the_dry_run_plans_exactly_what_the_run_then_does(index_tree: IndexTree, upstream, tmp_path: Path, mirror_dir: Path) -> None:
+    """One code path: on a fresh mirror (with a dependency named only inside a wheel whose
+    metadata upstream does not advertise), after upstream adds releases, and after the filter
+    changes, the dry run's plan is what the run fetches and deletes."""
+    index_tree.add_wheel("app", "1.0", requires_dist=["hidden"], with_metadata=False)
+    index_tree.add_wheel("hidden", "1.0", requires_dist=["deep>=1"])
+    index_tree.add_wheel("deep", "1.0")
+    index_tree.add_wheel("deep", "2.0")
+    index_tree.write()
+    cfg = write_config(tmp_path / "m.yml", upstream.url, mirror_dir, projects=["app"], max_delete_ratio=1.0)
+    plan, _ = _plan_and_run(cfg, mirror_dir)
+    assert {f["project"] for f in plan["plan"]["fetch"]} == {"app", "hidden", "deep"}
+
+    index_tree.add_wheel("app", "2.0", requires_dist=["hidden", "extra-lib"], with_metadata=False)
+    index_tree.add_wheel("extra-lib", "1.0")
+    index_tree.write()
+    plan, _ = _plan_and_run(cfg, mirror_dir)
+    assert sorted(f["filename"] for f in plan["plan"]["fetch"]) == ["app-2.0-py3-none-any.whl", "extra_lib-1.0-py3-none-any.whl"]
+
+    write_config(tmp_path / "m.yml", upstream.url, mirror_dir, projects=["app"], latest=1, max_delete_ratio=1.0)
+    plan, _ = _plan_and_run(cfg, mirror_dir)
+    assert sorted(Path(d["path"]).name for d in plan["plan"]["delete"]) == ["app-1.0-py3-none-any.whl", "deep-1.0-py3-none-any.whl"]
+
+    rc, plan, _ = run_cli(cfg, "sync", "--dry-run")
+    assert rc == 0 and plan["plan"] == {"fetch": [], "delete": [], "fetch_bytes": 0, "delete_bytes": 0}
