@@ -8,6 +8,7 @@ import pytest
 
 from tests.support.index_tree import IndexTree
 from tests.support.mirror_check import check_mirror
+from tests.support.upstream_server import UpstreamServer
 from tests.syncutil import mirrored_files, run_cli, write_config
 
 
@@ -473,3 +474,38 @@ def test_the_dry_run_plans_exactly_what_the_run_then_does(index_tree: IndexTree,
 
     rc, plan, _ = run_cli(cfg, "sync", "--dry-run")
     assert rc == 0 and plan["plan"] == {"fetch": [], "delete": [], "fetch_bytes": 0, "delete_bytes": 0}
+
+
+def _web_snapshot(mirror_dir: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(mirror_dir)): (p.stat().st_ino, p.stat().st_mtime_ns)
+            for p in sorted((mirror_dir / "web").rglob("*")) + [mirror_dir / "serials.map"] if p.is_file()}
+
+
+@pytest.mark.parametrize("html_only", [False, True])
+def test_without_serials_validators_and_content_decide_and_an_unchanged_run_writes_nothing(
+    index_tree: IndexTree, tmp_path: Path, html_only: bool
+) -> None:
+    """An upstream like the real index (no X-PyPI-Last-Serial) or a proxy serving a static mirror
+    (HTML only, ETag / Last-Modified): conditional requests where validators were sent, and a run
+    that finds nothing new rewrites no page, no file and no root."""
+    populate(index_tree)
+    index_tree.write()
+    mirror_dir = tmp_path / "mirror"
+    with UpstreamServer(index_tree.root, html_only=html_only, validators=True, serials=False) as server:
+        cfg = write_config(tmp_path / "m.yml", server.url, mirror_dir, projects=["alpha[fast]>=2"])
+        rc, summary, _ = run_cli(cfg, "sync")
+        assert rc == 0, summary
+        snapshot = _web_snapshot(mirror_dir)
+        before = len(server.requests())
+        rc, summary, _ = run_cli(cfg, "sync")
+        assert rc == 0 and summary["changed"] is False and summary["projects"]["synced"] == 0
+        pages = [r for r in server.requests()[before:] if r.path.startswith("/simple/") and r.path != "/simple/"]
+        assert sorted(r.path for r in pages) == ["/simple/alpha/", "/simple/beta/", "/simple/gamma/"]
+        assert {r.status for r in pages} == {304}
+        assert _web_snapshot(mirror_dir) == snapshot  # nothing was rewritten
+
+        index_tree.add_wheel("beta", "2.5")
+        index_tree.write()
+        rc, summary, _ = run_cli(cfg, "sync")
+        assert rc == 0 and summary["changed"] is True and summary["projects"]["synced"] == 1
+        assert "beta-2.5-py3-none-any.whl" in check_mirror(mirror_dir)["beta"]

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import hashlib
 import socket
 import threading
 import time
@@ -256,6 +257,11 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             truncate = fault.truncate
         reply = owner._route(self.path, accept, stale=bool(fault and fault.stale))
+        if owner.validators and reply.status == 200:
+            etag = '"' + hashlib.sha256(reply.body).hexdigest()[:32] + '"'
+            reply.headers = {**reply.headers, "ETag": etag, "Last-Modified": "Tue, 01 Dec 2026 00:00:00 GMT"}
+            if self.headers.get("If-None-Match") == etag:
+                reply = _Reply(304, b"", None, {"ETag": etag})
         if truncate:
             fault_names.append("truncate")
         if reply.fault:
@@ -275,7 +281,7 @@ class _Handler(BaseHTTPRequestHandler):
             if reply.content_type:
                 self.send_header("Content-Type", reply.content_type)
             self.send_header("Content-Length", str(len(reply.body)))
-            if reply.serial is not None:
+            if reply.serial is not None and self.server.owner.serials:
                 self.send_header("X-PyPI-Last-Serial", str(reply.serial))
             for key, value in reply.headers.items():
                 self.send_header(key, value)
@@ -305,6 +311,8 @@ class UpstreamServer:
         root: Path,
         *,
         html_only: bool = False,
+        validators: bool = False,
+        serials: bool = True,
         faults: tuple[Fault, ...] = (),
         host: str = "127.0.0.1",
         max_connections: int = 256,
@@ -314,6 +322,8 @@ class UpstreamServer:
         self.root = Path(root)
         self.host = host
         self.html_only = html_only
+        self.validators = validators  # send ETag / Last-Modified and answer conditional requests with 304
+        self.serials = serials  # False: no X-PyPI-Last-Serial header, as the real index and most proxies
         self.max_connections = max(1, min(max_connections, 1024))
         self._faults: list[Fault] = list(faults)
         self._lock = threading.Lock()
