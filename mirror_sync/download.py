@@ -16,7 +16,7 @@ from .errors import IntegrityError, NotFoundError, UpstreamError
 from .fsutil import TempNames, make_dirs, raise_if_full, write_file
 from .http import HttpClient
 from .names import package_path
-from .upstream import _short
+from .upstream import _short, public_url
 
 log = logging.getLogger(__name__)
 
@@ -124,9 +124,9 @@ class Downloader:
         try:
             with self.client.get(url, stream=True) as response:
                 if response.status_code == 404:
-                    raise NotFoundError(f"file {filename}: not found on upstream ({url} answered 404)")
+                    raise NotFoundError(f"file {filename}: not found on upstream ({public_url(url)} answered 404)")
                 if response.status_code >= 400:
-                    raise UpstreamError(f"file {filename}: upstream answered HTTP {response.status_code} ({url})")
+                    raise UpstreamError(f"file {filename}: upstream answered HTTP {response.status_code} ({public_url(url)})")
                 length = response.headers.get("Content-Length", "")
                 if small and length.isdigit() and int(length) <= cap:
                     # most wheels: one read (the body is bounded by its Content-Length), checked

@@ -111,8 +111,10 @@ class ProjectSyncer:
         the mirror's copy was made for the same selection). None: upstream says it is unchanged."""
         if task.page is not None or task.not_modified:
             return task.page
-        conditional = task.validators if task.same_selection and self._pages_present(task.canonical) else None
-        return self.upstream.project(task.canonical, min_serial=task.root_serial, validators=conditional)
+        if task.same_selection and self._pages_present(task.canonical):
+            return self.upstream.project(task.canonical, min_serial=task.root_serial, validators=task.validators,
+                                         fingerprint=task.previous_fingerprint)
+        return self.upstream.project(task.canonical, min_serial=task.root_serial)
 
     def _page(self, task: ProjectTask) -> Optional[ProjectPage]:
         """The page, or None when the mirror's pages are those of an unchanged upstream page."""

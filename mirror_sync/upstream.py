@@ -1,18 +1,19 @@
 """Read an upstream simple index: the PEP 691 JSON API, falling back to PEP 503 HTML."""
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from dataclasses import dataclass
 from typing import Optional
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import requests
 
 from .errors import NotFoundError, UpstreamError
 from .http import HttpClient, HttpResponse
 from .models import ProjectPage, RootIndex
-from .pages import parse_project_html, parse_project_json, parse_root_html, parse_root_json
+from .pages import parse_project_html, parse_project_json, parse_root_stream
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +21,7 @@ JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 HTML_TYPES = ("application/vnd.pypi.simple.v1+html", "text/html")
 ACCEPT = f"{JSON_TYPE}, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.1"
 STALE_RETRIES = 3
+ROOT_CHUNK = 256 * 1024  # bytes of the root read at a time
 
 
 def _content_type(response: HttpResponse) -> str:
@@ -83,7 +85,7 @@ class Upstream:
                     response.headers.get("Last-Modified"),
                 )
         except requests.RequestException as exc:
-            raise UpstreamError(f"{where}: request to {url} failed ({_short(exc)})") from None
+            raise UpstreamError(f"{where}: request to {public_url(url)} failed ({_short(exc)})") from None
 
     def root(self, unchanged_at: Optional[int] = None) -> RootIndex:
         """The project list. With `unchanged_at` (the serial the mirror's last complete run
@@ -98,12 +100,13 @@ class Upstream:
                 is_json = ctype == JSON_TYPE or ctype == "application/json"
                 if unchanged_at is not None and hserial == unchanged_at:
                     return RootIndex(serial=hserial, json=is_json, unchanged=True)
-                body = response.content
+                # parsed as it arrives: neither the body (~40 MB on a big index) nor a dict of
+                # its 700,000 names is ever held whole (pages.parse_root_stream)
+                return parse_root_stream(
+                    response.iter_content(ROOT_CHUNK), is_json=is_json, header_serial=hserial, unchanged_at=unchanged_at
+                )
         except requests.RequestException as exc:
-            raise UpstreamError(f"{where}: request to {self.base_url} failed ({_short(exc)})") from None
-        if is_json:
-            return parse_root_json(body, hserial, unchanged_at)
-        return parse_root_html(body, hserial)
+            raise UpstreamError(f"{where}: request to {public_url(self.base_url)} failed ({_short(exc)})") from None
 
     def root_serial(self) -> Optional[int]:
         """The serial upstream's root announces in its X-PyPI-Last-Serial header, read from the
@@ -114,19 +117,24 @@ class Upstream:
                 _check_status(response, where, self.base_url)
                 return _header_serial(response)
         except requests.RequestException as exc:
-            raise UpstreamError(f"{where}: request to {self.base_url} failed ({_short(exc)})") from None
+            raise UpstreamError(f"{where}: request to {public_url(self.base_url)} failed ({_short(exc)})") from None
 
     def project_url(self, canonical: str) -> str:
         return urljoin(self.base_url, f"{canonical}/")
 
     def project(
-        self, canonical: str, min_serial: Optional[int] = None, validators: Optional[Validators] = None
+        self,
+        canonical: str,
+        min_serial: Optional[int] = None,
+        validators: Optional[Validators] = None,
+        fingerprint: Optional[str] = None,
     ) -> Optional[ProjectPage]:
         """The project's page, retried while it is older than the serial the root promised.
 
         With `validators` (the ETag / Last-Modified upstream sent last time) the request is
-        conditional, and None means upstream answered 304: the page has not changed. A project
-        upstream does not have raises NotFoundError."""
+        conditional; with `fingerprint` (the sha256 of the body last time) a body with that hash
+        is not even parsed. Either way None means the page has not changed. A project upstream
+        does not have raises NotFoundError."""
         url = self.project_url(canonical)
         where = f"project {canonical}"
         page: Optional[ProjectPage] = None
@@ -136,6 +144,8 @@ class Upstream:
             got = self._fetch(fetch_url, where, conditional if attempt == 0 and conditional else None)
             if got is None:
                 return None
+            if fingerprint is not None and min_serial is None and hashlib.sha256(got.body).hexdigest() == fingerprint:
+                return None  # the same bytes as last time (with a newer serial promised, they would be stale)
             final_url = got.url.split("?", 1)[0]
             if got.content_type == JSON_TYPE or got.content_type == "application/json":
                 page = parse_project_json(got.body, final_url, canonical, got.serial)
@@ -149,7 +159,16 @@ class Upstream:
         raise UpstreamError(f"{where}: upstream keeps serving a stale page (serial {page.serial if page else '?'} < {min_serial})")
 
 
+def public_url(url: str) -> str:
+    """A URL fit for a message: without the user name and password it may carry."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+
+
 def _check_status(response: HttpResponse, where: str, url: str) -> None:
+    url = public_url(url)
     if response.status_code == 404:
         raise NotFoundError(f"{where}: not found on upstream ({url} answered 404)")
     if response.status_code >= 400:
