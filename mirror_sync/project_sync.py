@@ -48,6 +48,18 @@ class ProjectTask:
     def same_selection(self) -> bool:
         return self.previous_selection == self.selection
 
+    @property
+    def narrower_selection(self) -> bool:
+        """Same filters, and the want asks for no more than last time (the closure walk meets
+        most projects first with part of what it will end up wanting of them)."""
+        if self.same_selection:
+            return True
+        if self.want is None or self.previous_selection is None:
+            return False
+        filters, _, rest = self.selection.partition(":")
+        prev_filters, _, prev_rest = self.previous_selection.partition(":")
+        return filters == prev_filters and self.want.within(prev_rest)
+
 
 @dataclass
 class ProjectResult:
@@ -111,7 +123,7 @@ class ProjectSyncer:
         the mirror's copy was made for the same selection). None: upstream says it is unchanged."""
         if task.page is not None or task.not_modified:
             return task.page
-        if task.same_selection and self._pages_present(task.canonical):
+        if task.narrower_selection and self._pages_present(task.canonical):
             return self.upstream.project(task.canonical, min_serial=task.root_serial, validators=task.validators,
                                          fingerprint=task.previous_fingerprint)
         return self.upstream.project(task.canonical, min_serial=task.root_serial)
@@ -142,6 +154,11 @@ class ProjectSyncer:
         if page is None:
             if task.same_selection and _requires_known(task.previous):
                 return None, True, requires_lines(task.previous)
+            if task.narrower_selection and _requires_known(task.previous):
+                # the page is what it was, and this want selects part of what the last one did:
+                # selecting from last time's files is selecting from the page
+                chosen = {f.filename for f in self.selector.select(_page_of(task), task.want)[0]}
+                return None, True, requires_lines([f for f in task.previous if f.filename in chosen])
             page = self.upstream.project(task.canonical, min_serial=task.root_serial)
             assert page is not None
             not_modified = False
@@ -350,6 +367,13 @@ def match_previous(selected: list[UpstreamFile], previous: list[MirroredFile]) -
     by_key = {(f.filename, f.sha256): f for f in previous}
     by_name = {f.filename: f for f in previous}
     return [(f, by_key.get((f.filename, f.sha256)) if f.sha256 else by_name.get(f.filename)) for f in selected]
+
+
+def _page_of(task: ProjectTask) -> ProjectPage:
+    """The files the mirror holds of a project, as a page to select from."""
+    files = [UpstreamFile(f.filename, f.url, f.sha256, f.size, f.requires_python, f.yanked, f.upload_time, version=f.version)
+             for f in task.previous]
+    return ProjectPage(name=task.display, canonical=task.canonical, serial=task.root_serial, files=files)
 
 
 def _requires_known(files: list[MirroredFile]) -> bool:

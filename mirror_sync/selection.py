@@ -35,6 +35,17 @@ class Want:
     def copy(self) -> "Want":
         return Want(set(self.specifiers), set(self.extras))
 
+    def within(self, key: Optional[str]) -> bool:
+        """Whether this want asks for nothing that the want written as `key` did not (same
+        specifiers or fewer, same extras or fewer). Each specifier selects on its own, so on the
+        same page this want selects a subset of what that one did."""
+        if key is None or "[" not in key:
+            return False
+        specs, _, extras = key.rpartition("[")
+        theirs = {None if s == "*" else s for s in specs.split("|")} if specs else set()
+        their_extras = {e for e in extras.rstrip("]").split(",") if e}
+        return self.specifiers <= theirs and self.extras <= their_extras
+
     def key(self) -> str:
         specs = sorted("*" if s is None else s for s in self.specifiers)
         return "|".join(specs) + "[" + ",".join(sorted(self.extras)) + "]"

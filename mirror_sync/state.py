@@ -251,6 +251,13 @@ class State:
     def files_of(self, project: str) -> list[MirroredFile]:
         return [_file_from_row(r) for r in self.db.execute("SELECT * FROM files WHERE project = ? ORDER BY filename", (project,))]
 
+    def files_by_project(self) -> dict[str, list[MirroredFile]]:
+        """Every project's files, in one query (an allowlist's mirror: small enough to hold)."""
+        out: dict[str, list[MirroredFile]] = {}
+        for row in self.db.execute("SELECT * FROM files ORDER BY project, filename"):
+            out.setdefault(row["project"], []).append(_file_from_row(row))
+        return out
+
     def all_files(self) -> Iterator[MirroredFile]:
         for row in self.db.execute("SELECT * FROM files ORDER BY path"):
             yield _file_from_row(row)

@@ -363,6 +363,8 @@ class _Runner:
         self.local_serial_start = self.local_serial
         self.last_root_publish = time.monotonic()
         self.displays = {c: d for c, d, _s in state.root_entries()} if state is not None and root is None else {}
+        # an allowlist reads its (small) file table once; a full mirror, project by project
+        self.files: Optional[dict[str, list[MirroredFile]]] = state.files_by_project() if state is not None and root is None else None
 
     def _selection_key(self, want: Optional[Want]) -> str:
         return self.sync.fingerprint + ("" if want is None else ":" + want.key())
@@ -384,7 +386,7 @@ class _Runner:
         validators = None
         prev = self.known.get(canonical)
         if self.state is not None and prev is not None:
-            previous = self.state.files_of(canonical)
+            previous = self.files.get(canonical, []) if self.files is not None else self.state.files_of(canonical)
             prev_selection, fingerprint = prev.selection, prev.fingerprint
             if prev.etag or prev.last_modified:
                 validators = Validators(prev.etag, prev.last_modified)
