@@ -567,11 +567,9 @@ class _Runner:
                 files = self.sync.selector.select(task.page, task.want)[0]
             missing = self.sync.selector.uninstallable(files)
             if missing:
-                self._fail(
-                    task.canonical,
-                    f"project {task.canonical}: no release selected by {task.want.key() if task.want else '*'} "
-                    f"has a file installable on {', '.join(missing)}",
-                )
+                specs = sorted(s for s in (task.want.specifiers if task.want else set()) if s)
+                matching = f" matching {' or '.join(repr(s) for s in specs)}" if specs and None not in task.want.specifiers else ""  # type: ignore[union-attr]
+                self._fail(task.canonical, f"project {task.canonical}: no release{matching} has a file installable on {', '.join(missing)}")
 
 
 class _PoolVisitor:

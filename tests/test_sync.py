@@ -509,3 +509,35 @@ def test_without_serials_validators_and_content_decide_and_an_unchanged_run_writ
         rc, summary, _ = run_cli(cfg, "sync")
         assert rc == 0 and summary["changed"] is True and summary["projects"]["synced"] == 1
         assert "beta-2.5-py3-none-any.whl" in check_mirror(mirror_dir)["beta"]
+
+
+def test_latest_keeps_per_environment_and_an_allowlisted_project_with_nothing_installable_fails(
+    index_tree: IndexTree, upstream, tmp_path: Path, mirror_dir: Path
+) -> None:
+    """`latest: 1` with Python 3.11 and 3.12: the newest release needs 3.12, so 3.11 gets the
+    newest one it can install, and its dependencies are followed. A project with only Linux
+    wheels fails for a macOS environment, naming both; the rest is mirrored (exit 1)."""
+    index_tree.add_wheel("web", "5.0", requires_python=">=3.12", requires_dist=["new-dep"])
+    index_tree.add_wheel("web", "4.2", requires_python=">=3.10", requires_dist=["old-dep"])
+    index_tree.add_wheel("web", "4.1", requires_python=">=3.10", requires_dist=["old-dep"])
+    index_tree.add_wheel("new-dep", "1.0")
+    index_tree.add_wheel("old-dep", "1.0")
+    index_tree.add_wheel("native", "1.0", tag="cp311-cp311-manylinux_2_17_x86_64")
+    index_tree.write()
+    envs = [{"python": "3.11", "platform": "linux", "machine": "x86_64"}, {"python": "3.12", "platform": "linux", "machine": "x86_64"}]
+    cfg = write_config(tmp_path / "m.yml", upstream.url, mirror_dir, projects=["web"], environments=envs, latest=1)
+    rc, summary, _ = run_cli(cfg, "sync")
+    assert rc == 0, summary
+    pages = check_mirror(mirror_dir)
+    assert pages["web"] == ["web-4.2-py3-none-any.whl", "web-5.0-py3-none-any.whl"]
+    assert set(pages) == {"web", "new-dep", "old-dep"}
+
+    envs.append({"python": "3.12", "platform": "macos", "machine": "arm64"})
+    write_config(tmp_path / "m.yml", upstream.url, mirror_dir, projects=["web", "native"], environments=envs, latest=1)
+    rc, summary, _ = run_cli(cfg, "sync")
+    assert rc == 1
+    assert summary["failures"] == [{
+        "project": "native",
+        "error": "project native: no release has a file installable on python 3.12 linux x86_64, python 3.12 macos arm64",
+    }]
+    assert set(check_mirror(mirror_dir)) == {"web", "new-dep", "old-dep", "native"}
