@@ -104,8 +104,9 @@ def root_json(entries: Iterable[tuple[str, str, Optional[int]]], serial: Optiona
 
 
 def serials_map(entries: Iterable[tuple[str, str, Optional[int]]], serial: Optional[int]) -> bytes:
-    """Body of an nginx `map` block: each index page's path to its serial, for the X-PyPI-Last-Serial
-    header (`/simple/` and `/simple/<project>/`; the nginx role keys the map on the request path
-    with any trailing index file removed, so `?format=` requests get the header too)."""
+    """Body of an nginx `map` block: each index page's path to its serial (`/simple/` and
+    `/simple/<project>/`). The nginx role no longer includes it: its njs script reads
+    X-PyPI-Last-Serial from the head of each page's JSON (`meta` first, see `project_json`), which
+    needs no reload and no per-project nginx memory."""
     head = f"/simple/ {serial};\n" if serial is not None else ""
     return (head + "".join([f"/simple/{c}/ {s};\n" for c, _d, s in entries if s is not None])).encode("ascii")

@@ -1,13 +1,15 @@
-"""The nginx role's vhost, rendered by Ansible and served by a real nginx on 127.0.0.1: PEP 691
-content negotiation with real Accept headers (pip's weighted one included), ?format=, media types,
-Vary, autoindex, the combined access log, the statistics as JSON, the template's validate command,
-pip itself, and X-PyPI-Last-Serial from the serials.map a real `mirror-sync` run writes (and a
-second `mirror-sync` that mirrors the served mirror: a mirror of a mirror)."""
+"""The nginx role's vhost, rendered by Ansible and served by a real nginx (with the role's njs script) on
+127.0.0.1: PEP 691 content negotiation with real Accept headers (pip's weighted one included), ?format=,
+media types, Vary, autoindex, the combined access log, the statistics as JSON, the template's validate
+command, pip itself, the 301 from unnormalized project names, and X-PyPI-Last-Serial read from the pages
+a real `mirror-sync` run writes, with no reload (and a second `mirror-sync` that mirrors the served mirror:
+a mirror of a mirror), with the longest names the engine accepts and with a 700,000-project root."""
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import random
 import re
 import shutil
 import socket
@@ -22,19 +24,33 @@ from typing import Iterator, Optional
 
 import pytest
 
-from tests.ansibleutil import render_template
+from mirror_sync.render import project_html, project_json, root_html, root_json
+from tests.ansibleutil import ROLES, render_template
 from tests.support.dists import build_wheel
 from tests.support.index_tree import IndexTree
 from tests.support.upstream_server import UpstreamServer
 from tests.syncutil import run_cli, write_config
 
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
-pytestmark = pytest.mark.skipif(NGINX is None, reason="nginx is not installed (tests/run installs it)")
+# Debian's libnginx-mod-http-js (njs), which the role installs with nginx
+NJS_MODULE = Path("/usr/lib/nginx/modules/ngx_http_js_module.so")
+NJS_SCRIPT = ROLES / "pypi_mirror_nginx" / "files" / "pypi_mirror.js"
+pytestmark = [
+    pytest.mark.skipif(NGINX is None, reason="nginx is not installed (tests/run installs it)"),
+    pytest.mark.skipif(not NJS_MODULE.is_file(),
+                       reason="nginx's njs module (libnginx-mod-http-js) is not installed (tests/run installs it)"),
+]
 
 PIP_ACCEPT = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html; q=0.1, text/html; q=0.01"
 BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8"
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 HTML_TYPE = "application/vnd.pypi.simple.v1+html"
+# The longest name the engine accepts (names.canonical_project: 200 characters), spelled as upstream might.
+LONG_NAME = ("Opentelemetry.Exporter_OTLP-Proto--Common-" * 5)[:199] + "X"
+
+
+def canonicalize(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 @dataclass
@@ -79,12 +95,14 @@ def write_web_tree(web: Path) -> str:
         "files": [{"filename": filename, "url": f"../../{rel}", "hashes": {"sha256": digest},
                    "core-metadata": {"sha256": meta_digest}, "size": len(wheel)}],
     }))
+    # a project from an upstream without serials: its JSON page has no _last-serial
+    (simple / "serialless").mkdir()
+    (simple / "serialless" / "index.v1_json").write_bytes(project_json("serialless", None, [], []))
+    (simple / "serialless" / "index.html").write_bytes(project_html("serialless", []))
     # what `mirror-sync stats` writes under web/stats/
     (web / "stats" / "projects").mkdir(parents=True)
     (web / "stats" / "summary.json").write_text(json.dumps({"totals": {"downloads": 0}}))
     (web / "stats" / "projects" / "demo.json").write_text(json.dumps({"project": "demo", "total": 0, "days": {}}))
-    # the vhost includes <directory>/serials.map (the role creates an empty one before the first sync)
-    (web.parent / "serials.map").write_text("")
     return filename
 
 
@@ -99,6 +117,7 @@ class Nginx:
         self.port = port
         self.proc: Optional[subprocess.Popen[bytes]] = None
         self.main.write_text(f"""
+load_module {NJS_MODULE};
 user root root;
 pid {self.prefix}/nginx.pid;
 error_log {self.prefix}/main-error.log;
@@ -182,8 +201,17 @@ def render_vhost(tmp_path: Path, web: Path, port: int, **overrides: object) -> P
         "pypi_mirror_nginx_default_server": False,
         "pypi_mirror_nginx_access_log": str(logs / "access.log"),
         "pypi_mirror_nginx_error_log": str(logs / "error.log"),
+        # the role installs files/pypi_mirror.js there; here the vhost reads the repository's copy
+        "pypi_mirror_nginx_njs_path": str(NJS_SCRIPT),
         **overrides,
     })
+
+
+def render_checker(tmp_path: Path) -> Path:
+    """The template's validate command (nginx -t on a minimal main configuration with the site file)."""
+    checker = render_template("pypi_mirror_nginx", "pypi-mirror-nginx-check.j2", tmp_path / "check", tmp_path, {})
+    checker.chmod(0o755)
+    return checker
 
 
 @pytest.fixture(scope="module")
@@ -306,6 +334,58 @@ def test_files_metadata_and_listings(served: Served) -> None:
     assert status == 200 and b"simple/" in body and b"packages/" in body
 
 
+def test_index_pages_carry_their_serial(served: Served) -> None:
+    for path, serial in (("/simple/", "1"), ("/simple/demo/", "1"), ("/simple/index.v1_json", "1"),
+                         ("/simple/demo/index.html", "1")):
+        for accept in (PIP_ACCEPT, "text/html"):
+            status, headers, _ = get(served.base + path, accept)
+            assert status == 200 and headers.get("x-pypi-last-serial") == serial, (path, accept, headers)
+    # a page without a serial gets no header (nginx sends none with an empty value)
+    status, headers, body = get(served.base + "/simple/serialless/", PIP_ACCEPT)
+    assert status == 200 and json.loads(body)["name"] == "serialless" and "x-pypi-last-serial" not in headers
+
+
+@pytest.mark.parametrize(
+    ("path", "location"),
+    [
+        ("/simple/Demo/", "/simple/demo/"),
+        ("/simple/DEMO", "/simple/demo/"),
+        ("/simple/Flask/", "/simple/flask/"),
+        ("/simple/zope.interface/", "/simple/zope-interface/"),
+        ("/simple/Foo__Bar/", "/simple/foo-bar/"),
+        ("/simple/foo--bar/", "/simple/foo-bar/"),
+        ("/simple/Foo._-Bar/", "/simple/foo-bar/"),
+        ("/simple/Foo%5FBar/", "/simple/foo-bar/"),  # percent-encoded "_": nginx decodes the path first
+        ("/simple/Django_Rest.Framework-2/?format=json", "/simple/django-rest-framework-2/?format=json"),
+        ("/simple/Demo/?format=application/vnd.pypi.simple.v1%2Bjson&x=1",
+         "/simple/demo/?format=application/vnd.pypi.simple.v1%2Bjson&x=1"),
+        (f"/simple/{LONG_NAME}/", f"/simple/{canonicalize(LONG_NAME)}/"),
+    ],
+)
+def test_unnormalized_names_redirect_to_the_normalized_page(served: Served, path: str, location: str) -> None:
+    for accept in (PIP_ACCEPT, "text/html", None):
+        status, headers, _ = get(served.base + path, accept)
+        assert status == 301 and headers["location"] == location, (path, accept, status, headers)
+
+
+@pytest.mark.parametrize("path", ["/simple/", "/simple/index.html", "/simple/index.v1_json", "/simple/demo/",
+                                  "/simple/demo/index.v1_json", "/simple/nope/", "/simple/-demo-/", "/simple/a1-b2/"])
+def test_normalized_names_and_the_roots_files_are_not_redirected(served: Served, path: str) -> None:
+    status, _, _ = get(served.base + path, PIP_ACCEPT)
+    assert status in (200, 404), (path, status)
+
+
+def test_the_redirect_leads_to_a_negotiated_page(served: Served) -> None:
+    """pip follows the 301 and still gets PEP 691 JSON; a browser gets HTML; the serial comes along."""
+    opener = urllib.request.build_opener()
+    for accept, want in ((PIP_ACCEPT, JSON_TYPE), (BROWSER_ACCEPT, "text/html"), (HTML_TYPE, HTML_TYPE)):
+        request = urllib.request.Request(served.base + "/simple/Demo/", headers={"Accept": accept})
+        with opener.open(request, timeout=10) as response:
+            assert response.geturl() == served.base + "/simple/demo/"
+            assert media_type({k.lower(): v for k, v in response.headers.items()}) == want
+            assert response.headers["X-PyPI-Last-Serial"] == "1" and response.headers["Vary"] == "Accept"
+
+
 COMBINED = re.compile(r'^(\S+) - (\S+) \[([^\]]+)\] "(\S+) (\S+) (\S+)" (\d{3}) (\d+) "([^"]*)" "([^"]*)"$')
 
 
@@ -339,38 +419,35 @@ def test_statistics_are_served_as_json(served: Served) -> None:
 
 
 def test_validate_command_accepts_the_vhost_and_rejects_a_broken_one(tmp_path: Path) -> None:
-    checker = render_template("pypi_mirror_nginx", "pypi-mirror-nginx-check.j2", tmp_path / "check", tmp_path, {})
-    checker.chmod(0o755)
-    (tmp_path / "serials.map").write_text("")  # <directory>/serials.map for the root <directory>/web
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    good = render_template("pypi_mirror_nginx", "vhost.conf.j2", tmp_path / "good.conf", tmp_path, {
-        "pypi_mirror_nginx_root": str(tmp_path / "web"),
-        "pypi_mirror_nginx_port": free_port(),
-        "pypi_mirror_nginx_listen_address": "127.0.0.1",
-        "pypi_mirror_nginx_access_log": str(logs / "a.log"),
-        "pypi_mirror_nginx_error_log": str(logs / "e.log"),
-    })
+    checker = render_checker(tmp_path)
+    good = render_vhost(tmp_path, tmp_path / "web", free_port())
     proc = subprocess.run([str(checker), str(good)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     broken = tmp_path / "broken.conf"
     broken.write_text(good.read_text().replace("absolute_redirect off;", "absolute_redirect maybe;"))
     proc = subprocess.run([str(checker), str(broken)], capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0 and "absolute_redirect" in proc.stderr
-    # the role creates an empty serials.map before the first check: without one nginx refuses the vhost
-    (tmp_path / "serials.map").unlink()
-    proc = subprocess.run([str(checker), str(good)], capture_output=True, text=True, timeout=60)
-    assert proc.returncode != 0 and "serials.map" in proc.stderr
+    # the role installs the njs script before it writes the site: without it nginx refuses the vhost
+    missing = render_vhost(tmp_path, tmp_path / "web", free_port(),
+                           pypi_mirror_nginx_njs_path=str(tmp_path / "absent.js"))
+    proc = subprocess.run([str(checker), str(missing)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0 and "absent.js" in proc.stderr
+
+
+def test_vhost_holds_nothing_per_project() -> None:
+    """Nothing in the site grows with the mirror: no serials.map, no map of pages, so nginx's memory and
+    reload time do not depend on the number of projects, and a sync needs no reload."""
+    text = (ROLES / "pypi_mirror_nginx" / "templates" / "vhost.conf.j2").read_text()
+    assert "serials.map" not in text and "include " not in text
 
 
 def test_last_serial_header_can_be_turned_off(tmp_path: Path) -> None:
-    """Off: no map, no include of serials.map (none need exist), no header."""
-    checker = render_template("pypi_mirror_nginx", "pypi-mirror-nginx-check.j2", tmp_path / "check", tmp_path, {})
-    checker.chmod(0o755)
+    """Off: no header and no njs handler for it (the redirect of unnormalized names stays)."""
+    checker = render_checker(tmp_path)
     vhost = render_vhost(tmp_path, tmp_path / "web", free_port(), pypi_mirror_nginx_last_serial_header=False)
     text = vhost.read_text()
-    assert "serials.map" not in text and "X-PyPI-Last-Serial" not in text
-    assert not (tmp_path / "serials.map").exists()
+    assert "X-PyPI-Last-Serial" not in text and "$pypi_mirror_last_serial" not in text
+    assert "pypi_mirror.normalized_uri" in text
     proc = subprocess.run([str(checker), str(vhost)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
 
@@ -383,29 +460,18 @@ def test_tls_vhost_is_valid_nginx(tmp_path: Path) -> None:
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=mirror.test",
                     "-days", "2", "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True, timeout=120)
-    checker = render_template("pypi_mirror_nginx", "pypi-mirror-nginx-check.j2", tmp_path / "check", tmp_path, {})
-    checker.chmod(0o755)
-    (tmp_path / "serials.map").write_text("")
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    vhost = render_template("pypi_mirror_nginx", "vhost.conf.j2", tmp_path / "tls.conf", tmp_path, {
-        "pypi_mirror_nginx_root": str(tmp_path / "web"),
-        "pypi_mirror_nginx_port": free_port(),
-        "pypi_mirror_nginx_tls_port": free_port(),
-        "pypi_mirror_nginx_listen_address": "127.0.0.1",
-        "pypi_mirror_nginx_tls_enabled": True,
-        "pypi_mirror_nginx_tls_certificate": str(cert),
-        "pypi_mirror_nginx_tls_certificate_key": str(key),
-        "pypi_mirror_nginx_access_log": str(logs / "a.log"),
-        "pypi_mirror_nginx_error_log": str(logs / "e.log"),
-    })
+    checker = render_checker(tmp_path)
+    vhost = render_vhost(tmp_path, tmp_path / "web", free_port(),
+                         pypi_mirror_nginx_tls_port=free_port(),
+                         pypi_mirror_nginx_tls_enabled=True,
+                         pypi_mirror_nginx_tls_certificate=str(cert),
+                         pypi_mirror_nginx_tls_certificate_key=str(key))
     assert "ssl_certificate " + str(cert) in vhost.read_text()
     proc = subprocess.run([str(checker), str(vhost)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
 
 
 # -- X-PyPI-Last-Serial after a real sync, and a mirror of the mirror ------------------------------------
-
 
 @dataclass
 class SyncedMirror:
@@ -424,18 +490,18 @@ def sync(config: Path) -> dict[str, object]:
 
 @pytest.fixture
 def synced_mirror(tmp_path: Path) -> Iterator[SyncedMirror]:
-    """A tiny generated upstream, nginx serving an empty mirror directory (with the empty serials.map
-    the role creates), then one real `mirror-sync` run into that directory."""
+    """A tiny generated upstream (with a 200-character project name), nginx serving an empty mirror
+    directory, then one real `mirror-sync` run into that directory."""
     tree = IndexTree(tmp_path / "upstream")
     tree.add_wheel("alpha", "1.0", requires_dist=["beta"])
     tree.add_sdist("alpha", "1.0")
     tree.add_wheel("beta", "2.0")
     tree.add_wheel("Gamma_Pkg", "0.1")
+    tree.add_sdist(LONG_NAME, "1.0")
     tree.touch("alpha")  # serials differ from project to project
     tree.write()
     directory = tmp_path / "mirror"
     directory.mkdir()
-    (directory / "serials.map").write_text("")
     port = free_port()
     nginx = Nginx(tmp_path, render_vhost(tmp_path, directory / "web", port), port)
     with UpstreamServer(tree.root) as upstream:
@@ -464,10 +530,6 @@ def served_serials(base: str) -> dict[str, int]:
     return serials
 
 
-def canonicalize(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
 def assert_headers_match(base: str, serials: dict[str, int]) -> None:
     wrong = []
     for path, serial in serials.items():
@@ -479,20 +541,19 @@ def assert_headers_match(base: str, serials: dict[str, int]) -> None:
     assert not wrong, wrong
 
 
-def test_last_serial_header_follows_the_engines_serials_map(synced_mirror: SyncedMirror) -> None:
+def test_last_serial_header_follows_the_pages_without_a_reload(synced_mirror: SyncedMirror) -> None:
     mirror, tree = synced_mirror, synced_mirror.tree
     base = mirror.nginx.base_url
-    # nginx read the empty map at start: no header until it is reloaded
-    status, headers, _ = get(base + "/simple/", PIP_ACCEPT)
-    assert status == 200 and "x-pypi-last-serial" not in headers
-    assert (mirror.directory / "serials.map").read_text().strip()
-    mirror.nginx.reload()
+    workers = mirror.nginx.workers()
+    # nginx started before the sync, on an empty directory: the header is there at once
     serials = served_serials(base)
     # the pages carry upstream's serials, and the header equals them for JSON and HTML alike
+    long_path = f"/simple/{canonicalize(LONG_NAME)}/"
     assert serials == {"/simple/": tree.serial, "/simple/alpha/": tree.project_serial("alpha"),
                        "/simple/beta/": tree.project_serial("beta"),
-                       "/simple/gamma-pkg/": tree.project_serial("gamma-pkg")}
-    assert len({serial for path, serial in serials.items() if path != "/simple/"}) == 3  # one per project
+                       "/simple/gamma-pkg/": tree.project_serial("gamma-pkg"),
+                       long_path: tree.project_serial(LONG_NAME)}
+    assert len({serial for path, serial in serials.items() if path != "/simple/"}) == 4  # one per project
     assert_headers_match(base, serials)
     # only index pages carry it: not files, not unknown projects, not listings
     page = json.loads(get(base + "/simple/beta/", PIP_ACCEPT)[2])
@@ -500,24 +561,27 @@ def test_last_serial_header_follows_the_engines_serials_map(synced_mirror: Synce
     assert status == 200 and "x-pypi-last-serial" not in headers
     status, headers, _ = get(base + "/simple/nope/", PIP_ACCEPT)
     assert status == 404 and "x-pypi-last-serial" not in headers
+    # upstream's spelling of the long name redirects to the engine's page
+    status, headers, _ = get(base + f"/simple/{LONG_NAME}/?format=json", PIP_ACCEPT)
+    assert status == 301 and headers["location"] == long_path + "?format=json"
 
-    # a new release upstream: the next sync rewrites the map, and after a reload the header follows
+    # a new release upstream: the next sync rewrites the pages, and the header follows them
     tree.add_wheel("beta", "2.1")
     tree.write()
     summary = sync(mirror.config)
     assert summary["changed"] is True
-    mirror.nginx.reload()
     after = served_serials(base)
     assert after["/simple/beta/"] == tree.project_serial("beta") > serials["/simple/beta/"]
     assert after["/simple/"] == tree.serial and after["/simple/alpha/"] == serials["/simple/alpha/"]
     assert_headers_match(base, after)
+    # all of that from the workers nginx started with: nothing was reloaded
+    assert mirror.nginx.workers() == workers
 
 
 def test_a_mirror_of_the_served_mirror(synced_mirror: SyncedMirror, tmp_path: Path) -> None:
     """A downstream mirror syncs from the nginx-served mirror with mirror-sync itself: same projects,
     files and serials; a change upstream reaches it after two syncs; an unchanged run changes nothing."""
     mirror = synced_mirror
-    mirror.nginx.reload()
     downstream = tmp_path / "downstream"
     down_config = write_config(tmp_path / "downstream.yml", mirror.nginx.base_url + "/simple/", downstream)
 
@@ -526,7 +590,6 @@ def test_a_mirror_of_the_served_mirror(synced_mirror: SyncedMirror, tmp_path: Pa
         down_root = json.loads((downstream / "web" / "simple" / "index.v1_json").read_text())
         assert down_root["projects"] == primary_root["projects"]
         assert down_root["meta"]["_last-serial"] == primary_root["meta"]["_last-serial"]
-        assert (downstream / "serials.map").read_text() == (mirror.directory / "serials.map").read_text()
         for entry in primary_root["projects"]:
             name = canonicalize(entry["name"])
             primary_page = json.loads((mirror.directory / "web" / "simple" / name / "index.v1_json").read_text())
@@ -541,9 +604,101 @@ def test_a_mirror_of_the_served_mirror(synced_mirror: SyncedMirror, tmp_path: Pa
 
     entry = mirror.tree.add_wheel("gamma-pkg", "0.2")
     mirror.tree.write()
-    sync(mirror.config)       # the primary first
-    mirror.nginx.reload()     # (the role's path unit does this on systemd hosts)
+    sync(mirror.config)       # the primary first (its header follows at once: no reload)
     sync(down_config)         # then the downstream
     same_as_primary()
     page = json.loads((downstream / "web" / "simple" / "gamma-pkg" / "index.v1_json").read_text())
     assert entry.filename in {f["filename"] for f in page["files"]}
+
+
+# -- a mirror of the whole index: 700,000 projects, real-length names ---------------------------------------
+
+FULL_INDEX = 700_000
+_WORDS = ("async aws azure backend cache celery click cloud config core crypto data db django docker fast flask "
+          "google grpc http jupyter kafka lib mgmt ml odoo opentelemetry exporter otlp proto common pandas plugin "
+          "py pytest redis rest sdk sphinxcontrib sql stream test text tool types utils web xml yaml").split()
+
+
+def index_names(count: int, seed: int = 7) -> list[str]:
+    """`count` distinct canonical names with the lengths of a real index: mostly 5-30 characters (median
+    about 13), a tail to 99, and one in 1,000 of 100-200 characters (the engine's limit)."""
+    rng = random.Random(seed)
+    names = []
+    for i in range(count):
+        suffix = format(i, "x")
+        length = rng.randint(100, 200) if i % 1000 == 999 else min(99, max(3, int(rng.lognormvariate(2.55, 0.5))))
+        stem = ""
+        while len(stem) < length:
+            stem += rng.choice(_WORDS) + "-"
+        names.append(stem[:max(1, length - len(suffix) - 1)].strip("-") + "-" + suffix)
+    return names
+
+
+@dataclass
+class FullIndex:
+    base: str
+    root_serial: int
+    pages: dict[str, int]  # /simple/<name>/ -> serial, for the projects whose pages exist here
+    vhost: Path
+
+
+@pytest.fixture(scope="module")
+def full_index(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FullIndex]:
+    """The engine's root pages for 700,000 projects (tens of megabytes), project pages for the longest
+    names and a sample of the others, served by nginx: the configuration is the same as for one project."""
+    tmp_path = tmp_path_factory.mktemp("full-index")
+    web = tmp_path / "web"
+    simple = web / "simple"
+    simple.mkdir(parents=True)
+    names = index_names(FULL_INDEX)
+    assert len(set(names)) == FULL_INDEX and max(map(len, names)) <= 200
+    rng = random.Random(1)
+    entries = sorted((name, name, rng.randrange(1, 30_000_000)) for name in names)
+    root_serial = 30_000_000
+    (simple / "index.v1_json").write_bytes(root_json(entries, root_serial))
+    (simple / "index.html").write_bytes(root_html(entries))
+    longest = sorted(entries, key=lambda e: len(e[0]))[-20:]
+    pages = {}
+    for name, _display, serial in longest + entries[::5000] + [(LONG_NAME.lower(), LONG_NAME, 29_999_999)]:
+        canonical = canonicalize(name)
+        (simple / canonical).mkdir(exist_ok=True)
+        (simple / canonical / "index.v1_json").write_bytes(project_json(name, serial, [], []))
+        page = project_html(name, [])
+        (simple / canonical / "index.html").write_bytes(page)
+        (simple / canonical / "index.v1_html").write_bytes(page)
+        pages[f"/simple/{canonical}/"] = serial
+    port = free_port()
+    vhost = render_vhost(tmp_path, web, port)
+    nginx = Nginx(tmp_path, vhost, port)
+    try:
+        nginx.start()
+        yield FullIndex(base=nginx.base_url, root_serial=root_serial, pages=pages, vhost=vhost)
+    finally:
+        nginx.stop()
+
+
+def test_full_index_vhost_passes_nginx_t(full_index: FullIndex, tmp_path: Path) -> None:
+    proc = subprocess.run([str(render_checker(tmp_path)), str(full_index.vhost)], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0 and not proc.stderr.strip(), proc.stderr
+
+
+def test_full_index_headers(full_index: FullIndex) -> None:
+    """The root of 700,000 projects and pages with names of up to 200 characters: the header is each page's
+    serial, for JSON and HTML, and upstream's spellings of those names redirect to them."""
+    assert max(len(path) for path in full_index.pages) == len("/simple//") + 200
+    wrong = []
+    for path, serial in [("/simple/", full_index.root_serial), *full_index.pages.items()]:
+        for accept in (PIP_ACCEPT, "text/html", HTML_TYPE):
+            status, headers, body = get(full_index.base + path, accept)
+            if status != 200 or headers.get("x-pypi-last-serial") != str(serial):
+                wrong.append((path, accept, status, headers.get("x-pypi-last-serial"), serial))
+            elif accept == PIP_ACCEPT and path != "/simple/":
+                assert json.loads(body)["meta"]["_last-serial"] == serial
+    assert not wrong, wrong[:10]
+    status, headers, body = get(full_index.base + "/simple/", PIP_ACCEPT)
+    assert len(json.loads(body)["projects"]) == FULL_INDEX
+    for path in list(full_index.pages)[:25]:
+        upper = path.upper().replace("/SIMPLE/", "/simple/").replace("-", "_")
+        status, headers, _ = get(full_index.base + upper + "?format=json", PIP_ACCEPT)
+        assert status == 301 and headers["location"] == path + "?format=json", (upper, status, headers)

@@ -34,6 +34,8 @@ PACKAGES: tuple[str, ...] = (
     "openssh-server",
     "iproute2",
     "nginx",
+    # njs, for the nginx role's vhost (X-PyPI-Last-Serial, redirects of unnormalized names)
+    "libnginx-mod-http-js",
     "cron",
     "logrotate",
     "e2fsprogs",
