@@ -43,7 +43,7 @@ class Downloader:
         self.fsync = fsync
         self.max_file_size = max_file_size
         self.web_s = os.fspath(web)
-        self.incoming = os.path.join(self.web_s, "packages", ".incoming")
+        self.incoming = os.path.join(os.path.dirname(self.web_s), ".incoming")  # beside web/: never served
         self._incoming_ready = False
         self.names = TempNames()
 

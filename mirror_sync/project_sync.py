@@ -26,7 +26,10 @@ from .upstream import Upstream, Validators
 log = logging.getLogger(__name__)
 
 PAGE_NAMES = ("index.html", "index.v1_html", "index.v1_json")
-STAGING = ".staging"  # pages wait here (under web/, same file system) until the publisher renames them
+# scratch space of a run, beside web/ (same file system, never served): pages wait in STAGING
+# until the publisher renames them into place, files are downloaded into INCOMING
+STAGING = ".staging"
+INCOMING = ".incoming"
 
 
 @dataclass
@@ -102,7 +105,7 @@ class ProjectSyncer:
         self.selector = selector
         self.simple_dir = simple_dir
         self.web = web
-        self.staging = web / STAGING
+        self.staging = web.parent / STAGING
         # the hot paths join strings: pathlib's parsing costs more than the system calls it wraps
         self.web_s = os.fspath(web)
         self.simple_s = os.fspath(simple_dir)

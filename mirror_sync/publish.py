@@ -131,7 +131,9 @@ class Publisher:
 
     def collect_garbage(self) -> int:
         """Unlink what the state no longer references (pages first rendered without it)."""
-        paths = self.state.garbage()
+        # pages before files: a client asks for /simple/<name>/ directly, and must never be
+        # served a page whose files are already gone
+        paths = sorted(self.state.garbage(), key=lambda rel: (not rel.startswith("simple/"), rel))
         done: list[str] = []
         for rel in paths:
             if rel.startswith("simple/") and rel.endswith("/"):

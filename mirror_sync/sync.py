@@ -26,7 +26,7 @@ from .fsutil import Flusher, MirrorLock, clear_dir, preflight, shared_lock
 from .http import HttpClient
 from .models import MirroredFile, ProjectPage, RootIndex, UpstreamFile
 from .progress import Progress
-from .project_sync import STAGING, ProjectResult, ProjectSyncer, ProjectTask
+from .project_sync import INCOMING, STAGING, ProjectResult, ProjectSyncer, ProjectTask
 from .publish import Publisher, discard_staged
 from .selection import Selector, Want
 from .state import Known, State
@@ -128,7 +128,7 @@ class Syncer:
         cfg = self.config
         state = State(cfg.state_path, readonly=True, immutable=immutable) if cfg.state_path.exists() else None
         client = HttpClient(cfg.workers, cfg.timeout, cfg.retries)
-        self.scratch = Path(tempfile.mkdtemp(prefix="mirror-sync-plan-"))
+        self.scratch = Path(tempfile.mkdtemp(prefix="mirror-sync-plan-")) / "web"
         try:
             root = None if self.allowlist else Upstream(cfg.upstream, client).root()
             projects, gone = self._sync_projects(state, None, root)
@@ -139,7 +139,7 @@ class Syncer:
             return self._summary(state, root, started, deleted)
         finally:
             client.close()
-            shutil.rmtree(self.scratch, ignore_errors=True)
+            shutil.rmtree(self.scratch.parent, ignore_errors=True)
             self.scratch = None
             if state is not None:
                 state.close()
@@ -147,8 +147,10 @@ class Syncer:
     def _run_locked(self, state: State, flusher: Optional[Flusher], started: float) -> dict[str, Any]:
         cfg = self.config
         publisher = Publisher(state, cfg.web, flusher, fsync=cfg.fsync)
-        clear_dir(cfg.web / STAGING)  # what an interrupted run staged or half-downloaded
-        clear_dir(cfg.packages_dir / ".incoming")
+        clear_dir(cfg.directory / STAGING)  # what an interrupted run staged or half-downloaded
+        clear_dir(cfg.directory / INCOMING)
+        for old in (cfg.web / STAGING, cfg.packages_dir / INCOMING):  # where releases before 0.2 kept them
+            shutil.rmtree(old, ignore_errors=True)
         if state.garbage():  # an interrupted run left deletions half done: finish them first
             publisher.publish_root(state.get_meta_int("mirror_serial"))
             publisher.collect_garbage()
