@@ -49,7 +49,7 @@ class RootProjects(Mapping[str, tuple[str, Optional[int]]]):
     already validated: letters, digits, "-", "_", "."), or from_items().
     """
 
-    __slots__ = ("_names", "_name_at", "_displays", "_display_at", "_serials", "_table", "_mask", "_dead")
+    __slots__ = ("_dead", "_display_at", "_displays", "_mask", "_name_at", "_names", "_serials", "_table")
 
     _WINDOW = 4096  # names materialised at a time while iterating
 

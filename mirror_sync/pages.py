@@ -24,7 +24,13 @@ from urllib.parse import unquote, urljoin, urlsplit
 
 from .errors import HostileDataError, UpstreamError
 from .models import ProjectPage, RootIndex, RootProjectsBuilder, UpstreamFile
-from .names import canonical_project, canonical_projects, check_filename, check_sha256, version_of
+from .names import (
+    canonical_project,
+    canonical_projects,
+    check_filename,
+    check_sha256,
+    version_of,
+)
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +131,15 @@ def _checked_url(base: str, href: str, where: str) -> str:
     return url
 
 
+def _filename(value: Any) -> str:
+    """names.check_filename(), and no newline: its pattern ends in "$", which also matches
+    before a final "\\n", so "x.whl\\n" (from a URL's "%0A") would pass it."""
+    filename = check_filename(value)
+    if "\n" in filename:
+        raise HostileDataError(f"upstream gives an unsafe filename {filename!r}")
+    return filename
+
+
 def _url_filename(url: str) -> str:
     return unquote(urlsplit(url).path.rsplit("/", 1)[-1])
 
@@ -138,7 +153,7 @@ def _fragment_sha256(fragment: str) -> Optional[str]:
     return None
 
 
-def _yanked_value(value: Any, where: str, filename: str) -> "bool | str":
+def _yanked_value(value: Any, where: str, filename: str) -> bool | str:
     """PEP 592/691: false, true, or the reason. An empty reason ("") still means yanked, as
     data-yanked="" does in HTML (devpi sends it for a reason that was never given)."""
     if value is None or value is False:
@@ -217,7 +232,7 @@ def parse_project_json(body: bytes, url: str, canonical: str, header_serial: Opt
 def _json_file(entry: Any, url: str, canonical: str, where: str) -> UpstreamFile:
     if not isinstance(entry, dict):
         raise UpstreamError(f"{where}: malformed file entry {str(entry)[:200]!r}")
-    filename = check_filename(entry.get("filename"))
+    filename = _filename(entry.get("filename"))
     href = entry.get("url")
     if not isinstance(href, str):
         raise UpstreamError(f"{where}: file {filename!r} has no URL")
@@ -308,8 +323,8 @@ def parse_project_html(body: bytes, url: str, canonical: str, header_serial: Opt
         if not href:
             continue
         file_url, _, fragment = _checked_url(base, href, where).partition("#")
-        filename = check_filename(_url_filename(file_url))
-        yanked: "bool | str" = False
+        filename = _filename(_url_filename(file_url))
+        yanked: bool | str = False
         if "data-yanked" in attrs:
             yanked = attrs["data-yanked"] or True
         if "data-core-metadata" in attrs:
@@ -408,7 +423,7 @@ def _valid_root_names(names: list[Any]) -> bool:
 # JSON ------------------------------------------------------------------------------------------
 _WS = re.compile(r"[ \t\n\r]*")
 _COMMA = re.compile(r"[ \t\n\r]*,[ \t\n\r]*")
-_SCAN = json.JSONDecoder().scan_once
+_SCAN = json.JSONDecoder().scan_once  # type: ignore[attr-defined]  # the C scanner (not in the stubs)
 _LOOKAHEAD = 64 * 1024  # the buffer holds at least this much past the next entry, unless at the end
 _NOTHING = object()
 

@@ -489,6 +489,7 @@ def test_json_project_status() -> None:
     ({"filename": ".hidden-1.0-py3-none-any.whl"}, HostileDataError, "unsafe filename"),
     ({"filename": "a/b-1.0.tar.gz"}, HostileDataError, "unsafe filename"),
     ({"filename": None}, HostileDataError, "unsafe filename"),
+    ({"filename": WHL + "\n", "url": f"{FILES}aa/{WHL}%0A"}, HostileDataError, "unsafe filename"),
     ({"url": "../../../../../../etc/passwd"}, HostileDataError, "names another file"),
     ({"url": f"{FILES}aa/other-1.0-py3-none-any.whl"}, HostileDataError, "names another file"),
     ({"url": f"{FILES}aa/..%2F{WHL}"}, HostileDataError, "names another file"),
@@ -525,6 +526,7 @@ def test_file_urls_allowed_only_from_a_file_index() -> None:
     ("javascript:alert(1)", "scheme"),
     ("../../x/.hidden.whl", "unsafe filename"),
     ("http://[::1/x.whl", "malformed file URL"),
+    (f"{FILES}aa/{WHL}%0A", "unsafe filename"),
 ])
 def test_html_anchors_that_stay_refused(href: str, message: str) -> None:
     with pytest.raises(HostileDataError, match=message):
@@ -762,7 +764,7 @@ class _Body(BaseHTTPRequestHandler):
     content_type = "text/html"
     payload = b""
 
-    def do_GET(self) -> None:  # noqa: N802 - stdlib name
+    def do_GET(self) -> None:
         self.send_response(200)
         self.send_header("Content-Type", self.content_type)
         self.send_header("Transfer-Encoding", "chunked")
