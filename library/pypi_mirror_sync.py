@@ -67,6 +67,14 @@ options:
   timeout:
     description: Connect and read timeout of each request, in seconds.
     type: float
+  deadline:
+    description:
+      - How long one request may take in all, in seconds, however slowly its answer arrives.
+      - Files get one second more for every 128 KiB they are advertised to have.
+    type: float
+  max_page_size:
+    description: Largest project page accepted once decoded (a size such as C(64M)).
+    type: str
   retries:
     description: Retries with backoff on connection errors, timeouts, 429 and 5xx, 0 to 20.
     type: int
@@ -304,6 +312,8 @@ INLINE_KEYS = (
     "ca_bundle",
     "workers",
     "timeout",
+    "deadline",
+    "max_page_size",
     "retries",
     "projects",
     "exclude",
@@ -342,6 +352,8 @@ def argument_spec():
         ca_bundle=dict(type="path"),
         workers=dict(type="int"),
         timeout=dict(type="float"),
+        deadline=dict(type="float"),
+        max_page_size=dict(type="str"),
         retries=dict(type="int"),
         projects=dict(type="list", elements="str"),
         exclude=dict(type="list", elements="str"),

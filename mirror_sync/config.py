@@ -54,6 +54,8 @@ class Config:
     ca_bundle: Optional[Path] = None  # CA certificates to verify upstream with, instead of the system store
     workers: int = 8
     timeout: float = 30.0
+    deadline: float = 600.0  # seconds a request may take in all (a trickling answer fails after it)
+    max_page_size: int = 64 * 1024**2  # bytes a project page may have once decoded (real ones: < 8 MiB)
     retries: int = 5
     projects: Optional[tuple[Requirement, ...]] = None
     exclude: tuple[Requirement, ...] = ()
@@ -278,6 +280,13 @@ def config_from_mapping(data: dict[str, Any], file: Path) -> Config:
     timeout = float(r.get("timeout", (int, float), 30.0))
     if timeout <= 0:
         raise r.fail("timeout", "must be a positive number of seconds")
+    deadline = float(r.get("deadline", (int, float), 600.0))
+    if deadline < timeout:
+        raise r.fail("deadline", f"must be a number of seconds no smaller than 'timeout' ({timeout:g}), not {deadline:g}")
+    page_raw = r.get("max_page_size", (int, str))
+    max_page_size = 64 * 1024**2 if page_raw is None else parse_size(page_raw, lambda m: r.fail("max_page_size", m))
+    if max_page_size < 64 * 1024:
+        raise r.fail("max_page_size", f"must be at least 64K, not {max_page_size}")
     retries = r.get("retries", int, 5)
     if not 0 <= retries <= 20:
         raise r.fail("retries", f"must be between 0 and 20, not {retries}")
@@ -327,6 +336,8 @@ def config_from_mapping(data: dict[str, Any], file: Path) -> Config:
         ca_bundle=ca_bundle,
         workers=workers,
         timeout=timeout,
+        deadline=deadline,
+        max_page_size=max_page_size,
         retries=retries,
         projects=projects,
         exclude=exclude,

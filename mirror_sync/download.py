@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 CHUNK = 256 * 1024
 SMALL_FILE = 1024 * 1024  # read in one piece up to this size
 HARD_SIZE_CAP = 64 * 1024**3  # no single file is bigger than this; a stream that is, is hostile
+DEADLINE_RATE = 128 * 1024  # a file gets one second beyond the deadline per this many bytes it advertises
+METADATA_LIMIT = 16 * 1024 * 1024  # a core metadata document (PEP 658) is kilobytes; more is hostile
 
 
 @dataclass
@@ -71,7 +73,7 @@ class Downloader:
             raise
         return Fetched(rel, got_size, got_sha, data, mtime_ns)
 
-    def fetch_bytes(self, url: str, what: str, sha256: Optional[str], limit: int = 64 * 1024 * 1024) -> bytes:
+    def fetch_bytes(self, url: str, what: str, sha256: Optional[str], limit: int = METADATA_LIMIT) -> bytes:
         """A small document (a .metadata file), checked against its sha256 when one is given."""
         last: Optional[Exception] = None
         for attempt in range(self.retries + 1):
@@ -122,17 +124,22 @@ class Downloader:
         written = 0
         body: Optional[bytes] = None
         try:
-            with self.client.get(url, stream=True) as response:
+            with self.client.get(url, stream=True, deadline=self.client.deadline + (size or 0) / DEADLINE_RATE) as response:
                 if response.status_code == 404:
                     raise NotFoundError(f"file {filename}: not found on upstream ({public_url(url)} answered 404)")
                 if response.status_code >= 400:
                     raise UpstreamError(f"file {filename}: upstream answered HTTP {response.status_code} ({public_url(url)})")
-                length = response.headers.get("Content-Length", "")
-                if small and length.isdigit() and int(length) <= cap:
-                    # most wheels: one read (the body is bounded by its Content-Length), checked
-                    # before anything is written, then one write
-                    body = response.content
-                    written = len(body)
+                if small:
+                    # most wheels: read into memory (at most their advertised size, counted as
+                    # decoded: a compressed answer cannot inflate past it), checked before
+                    # anything is written, then one write
+                    parts = []
+                    for chunk in response.iter_content(CHUNK):
+                        written += len(chunk)
+                        if written > cap:
+                            raise IntegrityError(f"file {filename}: more bytes than the {cap} upstream advertises")
+                        parts.append(chunk)
+                    body = b"".join(parts)
                     digest.update(body)
                     self._check(filename, written, digest.hexdigest(), cap, sha256, size)
                     mtime_ns = write_file(tmp, body, exclusive=True, fsync=self.fsync)

@@ -40,6 +40,10 @@ class NotFoundError(UpstreamError):
     """Upstream answered 404: the project (or file) is not there."""
 
 
+class TooLargeError(UpstreamError):
+    """A page or file is larger than allowed (or than advertised), counted once decoded."""
+
+
 class HostileDataError(UpstreamError):
     """Upstream data tried something unsafe (path traversal, bad names)."""
 

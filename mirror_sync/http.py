@@ -15,7 +15,9 @@ callers see one response shape and requests' exceptions.
 from __future__ import annotations
 
 import ssl
+import socket
 import threading
+import time
 from contextlib import contextmanager
 from typing import Any, Iterator, Mapping, Optional, Protocol, Union
 from urllib.parse import urlsplit
@@ -40,6 +42,7 @@ from urllib3.exceptions import (
 from urllib3.util.retry import Retry
 
 from . import __version__
+from .deadline import Armed, Watchdog, watchdog
 from .tls import Trust, context, process_trust, tls_error
 
 USER_AGENT = f"mirror-sync/{__version__} (pypi-mirror-kit) requests/{requests.__version__}"
@@ -241,17 +244,94 @@ class _Session(requests.Session):
         super().close()
 
 
+def _socket_of(response: Any) -> Optional[socket.socket]:
+    """The socket a streamed response is read from (urllib3's connection under either path)."""
+    raw = getattr(response, "_raw", None) or getattr(response, "raw", None)
+    connection = getattr(raw, "connection", None) or getattr(raw, "_connection", None)
+    sock = getattr(connection, "sock", None)
+    if not isinstance(sock, socket.socket):
+        # an answer that closes the connection took the socket with it: http.client's response
+        # reads from a file over it
+        fp = getattr(getattr(raw, "_fp", None), "fp", None)
+        sock = getattr(getattr(fp, "raw", None), "_sock", None)
+    return sock if isinstance(sock, socket.socket) else None
+
+
+class _Deadlined:
+    """A response whose body reads fail once the request's deadline has passed (the watchdog
+    shut its socket down: what was read so far is not the whole body)."""
+
+    def __init__(self, response: Any, armed: Armed, limit: float) -> None:
+        self._response = response
+        self._armed = armed
+        self._limit = limit
+        self.status_code: int = response.status_code
+        self.url: str = response.url
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return self._response.headers  # type: ignore[no-any-return]
+
+    @property
+    def content(self) -> bytes:
+        return b"".join(self.iter_content(256 * 1024))
+
+    def _expired(self) -> requests.Timeout:
+        return requests.Timeout(f"the answer did not arrive within the {self._limit:g} s deadline")
+
+    def iter_content(self, chunk_size: int) -> Iterator[bytes]:
+        try:
+            for chunk in self._response.iter_content(chunk_size):
+                if self._armed.fired:
+                    raise self._expired()
+                yield chunk
+        except requests.RequestException:
+            if self._armed.fired:
+                raise self._expired() from None
+            raise
+        if self._armed.fired:
+            raise self._expired()
+
+    def close(self) -> None:
+        self._response.close()
+
+
+def read_capped(response: HttpResponse, cap: int, what: str) -> bytes:
+    """The whole body, decoded, refused as soon as it passes `cap` bytes: a huge page or a
+    compression bomb costs at most `cap` (urllib3 decodes each read to at most its size)."""
+    from .errors import TooLargeError
+
+    length = response.headers.get("Content-Length", "")
+    if length.isdigit() and int(length) > cap and not response.headers.get("Content-Encoding"):
+        raise TooLargeError(f"{what}: larger than the {cap} bytes allowed (Content-Length {length})")
+    parts: list[bytes] = []
+    size = 0
+    for chunk in response.iter_content(64 * 1024):
+        size += len(chunk)
+        if size > cap:
+            raise TooLargeError(f"{what}: larger than the {cap} bytes allowed once decoded")
+        parts.append(chunk)
+    return b"".join(parts)
+
+
 class HttpClient:
     """Hands each thread its own requests.Session; at most `workers` requests are in flight."""
 
     def __init__(
-        self, workers: int, timeout: float, retries: int, backoff: float = 0.5, trust: Optional[Trust] = None
+        self,
+        workers: int,
+        timeout: float,
+        retries: int,
+        backoff: float = 0.5,
+        trust: Optional[Trust] = None,
+        deadline: float = 600.0,
     ) -> None:
         """`trust`: what certificates are verified against; by default the one the CLI set for
         this process from the configuration (tls.use), else variables or the system store."""
         self.trust = trust if trust is not None else process_trust()
         self.workers = workers
         self.timeout = timeout
+        self.deadline = max(deadline, timeout)
         self.retries = retries
         self.backoff = backoff
         self._local = threading.local()
@@ -313,11 +393,20 @@ class HttpClient:
 
     @contextmanager
     def get(
-        self, url: str, *, accept: Optional[str] = None, stream: bool = False, headers: Optional[Mapping[str, str]] = None
+        self,
+        url: str,
+        *,
+        accept: Optional[str] = None,
+        stream: bool = False,
+        headers: Optional[Mapping[str, str]] = None,
+        deadline: Optional[float] = None,
     ) -> Iterator[HttpResponse]:
         """GET under the politeness cap; the response is closed when the block ends. `headers`
-        adds request headers (conditional requests: If-None-Match, If-Modified-Since)."""
+        adds request headers (conditional requests: If-None-Match, If-Modified-Since). A
+        streamed body must arrive within `deadline` seconds (the client's, by default) of the
+        request, however it trickles: past it the read fails with requests.Timeout."""
         with self._cap:
+            started = time.monotonic()
             session = self._session()
             try:
                 response: Union[HttpResponse, requests.Response, None] = self._direct_get(
@@ -328,9 +417,13 @@ class HttpClient:
                     response = session.get(url, headers=headers, timeout=self.timeout, stream=stream)
             except requests.exceptions.SSLError as exc:  # one sentence: which server, why, what to set
                 raise tls_error(url, exc, self.trust) from None
+            limit = self.deadline if deadline is None else deadline
+            armed = watchdog().arm(max(0.0, limit - (time.monotonic() - started)), _socket_of(response)) if stream else None
             try:
-                yield response
+                yield response if armed is None else _Deadlined(response, armed, limit)
             finally:
+                if armed is not None:
+                    Watchdog.disarm(armed)
                 response.close()
 
     def close(self) -> None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import zipfile
+import zlib
 from email.parser import BytesHeaderParser
 from pathlib import Path
 from typing import Optional, Union
@@ -36,12 +37,20 @@ def wheel_metadata(source: Union[Path, bytes]) -> Optional[bytes]:
             for info in zf.infolist():
                 parts = info.filename.split("/")
                 if len(parts) == 2 and parts[0].endswith(".dist-info") and parts[1] == "METADATA":
-                    if info.file_size > _MAX_MEMBER:
-                        return None
-                    return zf.read(info)
-    except (zipfile.BadZipFile, OSError, KeyError, ValueError):
+                    return _read_member(zf, info)
+    except (zipfile.BadZipFile, zlib.error, OSError, KeyError, ValueError):
         return None
     return None
+
+
+def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> Optional[bytes]:
+    """A member's bytes, read with a bound whatever its header claims (a member that lies about
+    its size would otherwise inflate in full before the size check); None when it is too big."""
+    if info.file_size > _MAX_MEMBER:
+        return None
+    with zf.open(info) as fh:
+        data = fh.read(_MAX_MEMBER + 1)
+    return None if len(data) > _MAX_MEMBER else data
 
 
 def sdist_requires(path: Path) -> Optional[list[str]]:
@@ -56,8 +65,10 @@ def sdist_requires(path: Path) -> Optional[list[str]]:
             with zipfile.ZipFile(path) as zf:
                 for info in zf.infolist():
                     parts = info.filename.split("/")
-                    if parts[-1] in wanted and len(parts) <= 3 and info.file_size <= _MAX_MEMBER:
-                        members.setdefault("/".join(parts[1:]), zf.read(info))
+                    if parts[-1] in wanted and len(parts) <= 3:
+                        data = _read_member(zf, info)
+                        if data is not None:
+                            members.setdefault("/".join(parts[1:]), data)
         else:
             with tarfile.open(path) as tf:
                 for member in tf:
@@ -66,7 +77,7 @@ def sdist_requires(path: Path) -> Optional[list[str]]:
                         handle = tf.extractfile(member)
                         if handle is not None:
                             members.setdefault("/".join(parts[1:]), handle.read())
-    except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError, ValueError):
+    except (tarfile.TarError, zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError):
         return None
     pkg_info = members.get("PKG-INFO")
     if pkg_info is not None and not _is_dynamic(pkg_info):

@@ -127,10 +127,10 @@ class Syncer:
     def _plan(self, started: float, immutable: bool) -> dict[str, Any]:
         cfg = self.config
         state = State(cfg.state_path, readonly=True, immutable=immutable) if cfg.state_path.exists() else None
-        client = HttpClient(cfg.workers, cfg.timeout, cfg.retries)
+        client = HttpClient(cfg.workers, cfg.timeout, cfg.retries, deadline=cfg.deadline)
         self.scratch = Path(tempfile.mkdtemp(prefix="mirror-sync-plan-")) / "web"
         try:
-            root = None if self.allowlist else Upstream(cfg.upstream, client).root()
+            root = None if self.allowlist else Upstream(cfg.upstream, client, cfg.max_page_size).root()
             projects, gone = self._sync_projects(state, None, root)
             deleted = self._deletions(state, root, projects, gone)
             for name in deleted:
@@ -155,7 +155,7 @@ class Syncer:
             publisher.publish_root(state.get_meta_int("mirror_serial"))
             publisher.collect_garbage()
         state.set_meta("last_sync_started", utc_iso(started))
-        client = HttpClient(cfg.workers, cfg.timeout, cfg.retries)
+        client = HttpClient(cfg.workers, cfg.timeout, cfg.retries, deadline=cfg.deadline)
         ok = False
         root: Optional[RootIndex] = None
         deleted: list[str] = []
@@ -170,14 +170,14 @@ class Syncer:
             completed = state.get_meta_int("mirror_serial")  # the serial the last complete run reached
         try:
             if not self.allowlist:
-                root = Upstream(cfg.upstream, client).root(unchanged_at=completed)
+                root = Upstream(cfg.upstream, client, cfg.max_page_size).root(unchanged_at=completed)
                 if root.unchanged:  # same serial, same settings, last run complete: nothing to do
                     ok = True
                     return self._summary(state, root, started, [])
             elif state.get_meta("root_header_serial") != "absent" or not last_complete:
                 # an upstream that announces its serial on the root (a warehouse, a mirror of
                 # one) tells in one request, from the headers alone, that nothing changed
-                header = Upstream(cfg.upstream, client).root_serial()
+                header = Upstream(cfg.upstream, client, cfg.max_page_size).root_serial()
                 if header is not None and header == state.get_meta_int("root_header_serial") and last_complete:
                     ok = True
                     return self._summary(state, None, started, [])
@@ -264,11 +264,11 @@ class Syncer:
         web = self.scratch if self.scratch is not None else cfg.web
 
         def make(file_pool: Optional[ThreadPoolExecutor]) -> ProjectSyncer:
-            client = HttpClient(threads, cfg.timeout, cfg.retries)
+            client = HttpClient(threads, cfg.timeout, cfg.retries, deadline=cfg.deadline)
             # no fsync per file: the publisher's syncfs makes a whole batch durable before its pages go live
             downloader = Downloader(client, web, retries=cfg.retries, fsync=False, max_file_size=cfg.max_file_size)
             return ProjectSyncer(
-                Upstream(cfg.upstream, client),
+                Upstream(cfg.upstream, client, cfg.max_page_size),
                 downloader,
                 selector,
                 cfg.simple_dir,

@@ -11,7 +11,7 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 import requests
 
 from .errors import NotFoundError, UpstreamError
-from .http import HttpClient, HttpResponse
+from .http import HttpClient, HttpResponse, read_capped
 from .models import ProjectPage, RootIndex
 from .pages import parse_project_html, parse_project_json, parse_root_stream
 
@@ -65,19 +65,20 @@ class _Fetched:
 class Upstream:
     """Fetches and parses pages of one upstream index."""
 
-    def __init__(self, base_url: str, client: HttpClient) -> None:
+    def __init__(self, base_url: str, client: HttpClient, max_page_size: int = 64 * 1024**2) -> None:
         self.base_url = base_url
         self.client = client
+        self.max_page_size = max_page_size
 
     def _fetch(self, url: str, where: str, headers: Optional[dict[str, str]] = None) -> Optional[_Fetched]:
         """The page's body and what its headers say; None when upstream answered 304 Not Modified."""
         try:
-            with self.client.get(url, accept=ACCEPT, headers=headers) as response:
+            with self.client.get(url, accept=ACCEPT, headers=headers, stream=True) as response:
                 if response.status_code == 304 and headers:
                     return None
                 _check_status(response, where, url)
                 return _Fetched(
-                    response.content,
+                    read_capped(response, self.max_page_size, f"{where}: the page"),
                     _content_type(response),
                     _header_serial(response),
                     response.url,

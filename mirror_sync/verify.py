@@ -258,7 +258,7 @@ class Verifier:
             client: Optional[HttpClient] = None
             try:
                 if self.repair:
-                    client = HttpClient(cfg.workers, cfg.timeout, cfg.retries)
+                    client = HttpClient(cfg.workers, cfg.timeout, cfg.retries, deadline=cfg.deadline)
                 downloader = (
                     Downloader(client, cfg.web, retries=cfg.retries, fsync=cfg.fsync, max_file_size=None) if client else None
                 )

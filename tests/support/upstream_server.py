@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Optional
+from typing import Any, Callable, Iterable, Optional
 from urllib.parse import unquote, urlsplit
 
 from packaging.utils import canonicalize_name
@@ -118,7 +118,11 @@ class Fault:
     - ``truncate``: send the real headers (full Content-Length) and half the body, then close;
     - ``stale``: serve the tree's previous generation of the page (``.previous/``) with its
       lower serial (header and body). Without a previous copy the current page is served and
-      the log says ``stale-unavailable``.
+      the log says ``stale-unavailable``;
+    - ``body``: a function returning the chunks to send instead of the real body (a huge or
+      hostile answer: sent close-delimited, without Content-Length, with ``headers`` added,
+      e.g. ``Content-Encoding: gzip`` for a compression bomb);
+    - ``trickle``: send the real body one byte every ``trickle`` seconds.
     """
 
     prefix: str
@@ -128,6 +132,9 @@ class Fault:
     truncate: bool = False
     stale: bool = False
     retry_after: Optional[int] = None
+    body: Optional[Callable[[], Iterable[bytes]]] = None
+    headers: dict[str, str] = field(default_factory=dict)
+    trickle: float = 0.0
     hits: int = 0
 
     def __post_init__(self) -> None:
@@ -257,6 +264,9 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             truncate = fault.truncate
         reply = owner._route(self.path, accept, stale=bool(fault and fault.stale))
+        if fault is not None and (fault.body is not None or fault.trickle):
+            self._send_stream(reply, fault, head)
+            return
         if owner.validators and reply.status == 200:
             etag = '"' + hashlib.sha256(reply.body).hexdigest()[:32] + '"'
             reply.headers = {**reply.headers, "ETag": etag, "Last-Modified": "Tue, 01 Dec 2026 00:00:00 GMT"}
@@ -268,6 +278,39 @@ class _Handler(BaseHTTPRequestHandler):
             fault_names.append(reply.fault)
         reply.fault = ",".join(fault_names) or None
         self._send(reply, head, truncate=truncate)
+
+    def _send_stream(self, reply: _Reply, fault: Fault, head: bool) -> None:
+        """A hostile answer: another body, streamed and close-delimited, or the real one trickled."""
+        owner = self.server.owner
+        owner._log(RequestRecord(method=self.command, path=self.path, accept=self.headers.get("Accept"),
+                                 status=reply.status, content_type=reply.content_type,
+                                 fault="body" if fault.body is not None else "trickle", serial=reply.serial))
+        try:
+            self.send_response(reply.status)
+            if reply.content_type:
+                self.send_header("Content-Type", reply.content_type)
+            for key, value in fault.headers.items():
+                self.send_header(key, value)
+            if fault.body is None:
+                self.send_header("Content-Length", str(len(reply.body)))
+            self.send_header("Connection", "close")
+            self.close_connection = True
+            self.end_headers()
+            if head:
+                return
+            if fault.body is not None:
+                for chunk in fault.body():
+                    if owner._stopping.is_set():
+                        return
+                    self.wfile.write(chunk)
+            else:
+                for i in range(len(reply.body)):  # bounded by the body; stops with the server
+                    if owner._stopping.wait(fault.trickle):
+                        return
+                    self.wfile.write(reply.body[i:i + 1])
+                    self.wfile.flush()
+        except OSError:
+            self.close_connection = True
 
     def _send(self, reply: _Reply, head: bool, truncate: bool = False) -> None:
         # logged before the first byte goes out: a client that saw the answer finds the record
@@ -404,12 +447,15 @@ class UpstreamServer:
         truncate: bool = False,
         stale: bool = False,
         retry_after: Optional[int] = None,
+        body: Optional[Callable[[], Iterable[bytes]]] = None,
+        headers: Optional[dict[str, str]] = None,
+        trickle: float = 0.0,
     ) -> Fault:
         """Add a :class:`Fault` for paths starting with ``prefix`` (e.g. ``/simple/a/``,
         ``/packages/``, ``/simple/`` for the root and every page). The first active matching
         rule, in the order added, handles a request and counts it."""
         fault = Fault(prefix, status=status, times=times, delay=delay, truncate=truncate,
-                      stale=stale, retry_after=retry_after)
+                      stale=stale, retry_after=retry_after, body=body, headers=dict(headers or {}), trickle=trickle)
         with self._lock:
             self._faults.append(fault)
         return fault
