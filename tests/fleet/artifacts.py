@@ -7,6 +7,7 @@ wheelhouse built here, and uv (for the client test) as the binary taken from its
 from __future__ import annotations
 
 import fcntl
+import os
 import shutil
 import stat
 import sys
@@ -16,7 +17,6 @@ from pathlib import Path
 
 from .commands import FleetError, run
 from .rootfs import CACHE_ROOT
-
 
 # The hosts' Python (Debian bookworm): compiled dependency wheels must be built for this version.
 HOST_PYTHON = (3, 11)
@@ -48,7 +48,9 @@ def build_wheelhouse(project: Path, dest: Path, *, python: str | None = None) ->
             project, source,
             ignore=shutil.ignore_patterns(".git", "build", "dist", "*.egg-info", "__pycache__", ".venv"),
         )
-        run([python, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(dest), str(source)], timeout=600)
+        # Reproducible, as setup-mirror builds it: the same source gives the same bytes (no reinstall).
+        run([python, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(dest), str(source)], timeout=600,
+            env={**os.environ, "SOURCE_DATE_EPOCH": "315532800"})
     wheels = sorted(dest.glob("*.whl"))
     if not any(w.name.startswith("mirror_sync-") for w in wheels):
         raise FleetError(f"pip wheel {project} left no mirror_sync wheel in {dest}")

@@ -25,14 +25,22 @@ UV_PATH_ON_HOST = "/usr/local/bin/uv"
 TIMINGS: dict[str, float] = {}
 
 
-def fleet_specs(uv: Path | None) -> list[HostSpec]:
+# client2 has a shell start-up file that adds another index for pip: the client role must report it.
+OTHER_INDEX_PROFILE = "/etc/profile.d/other-index.sh"
+OTHER_INDEX_URL = "http://198.18.0.1:9/other/simple/"
+
+
+def fleet_specs(uv: Path | None, other_index_profile: Path | None = None) -> list[HostSpec]:
     """The primary mirror and two of its clients; a downstream mirror of the primary (issue 5) and a
     client that installs through the downstream."""
     client_files = ((UV_PATH_ON_HOST, uv, 0o755),) if uv is not None else ()
+    client2_files = client_files + (
+        ((OTHER_INDEX_PROFILE, other_index_profile, 0o644),) if other_index_profile is not None else ()
+    )
     return [
         HostSpec("mirror1", 1, ("mirror",), volume_mb=MIRROR_VOLUME_MB),
         HostSpec("client1", 2, ("clients",), files=client_files),
-        HostSpec("client2", 3, ("clients",), files=client_files),
+        HostSpec("client2", 3, ("clients",), files=client2_files),
         HostSpec("mirror2", 4, ("mirror_downstream",), volume_mb=MIRROR_VOLUME_MB),
         HostSpec("client3", 5, ("clients",), files=client_files,
                  hostvars=(("pypi_mirror_client_mirror_group", "mirror_downstream"),)),
@@ -57,9 +65,13 @@ def fleet(
     except FleetUnavailable as exc:
         pytest.skip(f"no test fleet on this machine: {exc}")
     uv: Path | None = request.getfixturevalue("uv_on_clients")[0]
+    profile = tmp_path_factory.mktemp("client-files") / "other-index.sh"
+    profile.write_text(f"export PIP_EXTRA_INDEX_URL={OTHER_INDEX_URL}\n")
     with ExitStack() as stack:
         try:
-            fl = stack.enter_context(Fleet.session(fleet_specs(uv), log_dir=tmp_path_factory.mktemp("fleet-logs")))
+            fl = stack.enter_context(
+                Fleet.session(fleet_specs(uv, profile), log_dir=tmp_path_factory.mktemp("fleet-logs"))
+            )
         except FleetUnavailable as exc:
             pytest.skip(f"no test fleet on this machine: {exc}")
         TIMINGS.update({f"fleet {k}": v for k, v in fl.timings.items()})
