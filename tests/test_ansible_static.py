@@ -12,7 +12,14 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.ansibleutil import REPO, ROLES, missing_collections, render_template, run, tool
+from tests.ansibleutil import (
+    REPO,
+    ROLES,
+    missing_collections,
+    render_template,
+    run,
+    tool,
+)
 
 ROLE_NAMES = ["pypi_mirror_storage", "pypi_mirror_sync", "pypi_mirror_nginx", "pypi_mirror_client"]
 PLAYBOOKS = ["mirror.yml", "clients.yml", "site.yml", "remove.yml"]

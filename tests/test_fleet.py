@@ -27,9 +27,22 @@ import testinfra
 import yaml
 
 from tests.fleet import Fleet, Host
-from tests.fleet.ansible_run import AnsibleResult, ansible_tool, missing_collections, run_ansible
+from tests.fleet.ansible_run import (
+    AnsibleResult,
+    ansible_tool,
+    missing_collections,
+    run_ansible,
+)
 from tests.fleet.artifacts import build_wheelhouse
-from tests.fleet.fixtures import TIMINGS, UV_PATH_ON_HOST, fleet, fleet_inventory, uv_on_clients  # noqa: F401
+from tests.fleet.fixtures import (  # noqa: F401
+    OTHER_INDEX_URL,
+    TIMINGS,
+    UV_PATH_ON_HOST,
+    fleet,
+    fleet_inventory,
+    uv_on_clients,
+)
+from tests.fleet.hoststate import SNAPSHOT, diff_snapshots, parse_snapshot
 from tests.fleet.static_index import serve_index
 from tests.support.index_tree import IndexTree
 
@@ -87,6 +100,9 @@ SYNC_USER = "pypi-mirror"
 SYNC_CONFIG = "/etc/pypi-mirror/mirror.yml"
 CRON_FILE = "/etc/cron.d/pypi-mirror"
 SYNC_EXECUTABLE = "/opt/pypi-mirror/venv/bin/mirror-sync"
+# what cron runs, as root: the engine as pypi-mirror, then an nginx reload when serials.map changed
+SYNC_JOB = "/opt/pypi-mirror/bin/pypi-mirror-sync"
+REMOVE = REPO / "playbooks" / "remove.yml"
 # What the generated upstream holds: fleet-app needs fleet-lib>=1.1, which needs fleet-util.
 ALLOWLIST = ["fleet-app"]
 ALL_HOSTS = {"mirror1", "client1", "client2", "mirror2", "client3"}
@@ -110,6 +126,8 @@ class Converge:
     group_vars: dict[str, dict[str, object]]  # per inventory group (extra vars would override them)
     first: AnsibleResult
     second: AnsibleResult | None
+    inventory: Path
+    before: dict[str, dict[str, list[str]]]  # each host as it was before the first converge (hoststate)
 
 
 def _populate(tree: IndexTree) -> None:
@@ -171,6 +189,7 @@ def converged(
         "mirror_downstream": {"pypi_mirror_storage_device": fleet.host("mirror2").device},
     }
     inventory = fleet.write_inventory(fleet_inventory.with_name("inventory-site.yml"), group_vars)
+    before = {name: _snapshot(host) for name, host in fleet.hosts.items()}
     extra: dict[str, object] = {
         "pypi_mirror_sync_directory": MIRROR_ROOT,
         "pypi_mirror_sync_wheelhouse": str(wheelhouse),
@@ -185,7 +204,12 @@ def converged(
         started = time.monotonic()
         second = run_ansible("ansible-playbook", inventory, [str(SITE)], repo=REPO, extra_vars=extra)
         TIMINGS["second converge_s"] = round(time.monotonic() - started, 1)
-    return Converge(extra_vars=extra, group_vars=group_vars, first=first, second=second)
+    return Converge(extra_vars=extra, group_vars=group_vars, first=first, second=second, inventory=inventory,
+                    before=before)
+
+
+def _snapshot(host: Host) -> dict[str, list[str]]:
+    return parse_snapshot(host.ssh(SNAPSHOT, timeout=180).stdout)
 
 
 @pytest.fixture
@@ -257,11 +281,16 @@ def test_mirror_tree_config_and_cron_have_their_owners_and_modes(fleet: Fleet, c
     cron = host.file(CRON_FILE)
     assert cron.is_file and cron.user == "root" and cron.mode == 0o644
     jobs = [line for line in cron.content_string.splitlines() if line and not line.startswith("#")]
-    sync_jobs = [job for job in jobs if f"{SYNC_EXECUTABLE} -c {SYNC_CONFIG} sync" in job]
+    sync_jobs = [job for job in jobs if SYNC_JOB in job]
     assert len(sync_jobs) == 1, jobs
     fields = sync_jobs[0].split()
     assert fields[:2] == ["7", converged_ok.extra_vars["pypi_mirror_sync_cron_hour"]]
-    assert fields[5] == SYNC_USER
+    assert fields[5] == "root"  # the job script runs the engine as pypi-mirror, then reloads nginx as root
+    job = host.file(SYNC_JOB)
+    assert job.user == "root" and job.mode == 0o755
+    assert f"runuser -u {SYNC_USER}" in job.content_string and f"{SYNC_EXECUTABLE} -c {SYNC_CONFIG} sync" in job.content_string
+    log = host.file("/var/log/pypi-mirror/sync.log")
+    assert log.user == SYNC_USER and log.mode == 0o640
     assert "flock" in sync_jobs[0] and "timeout" in sync_jobs[0] and ">>" in sync_jobs[0]
     assert host.service("cron").is_running
 
@@ -453,7 +482,7 @@ def test_downstream_mirrors_everything_the_primary_holds(fleet: Fleet, converged
     assert {p["name"] for p in downstream["projects"]} == MIRRORED
     assert downstream["projects"] == primary["projects"]
     assert downstream["meta"]["_last-serial"] == primary["meta"]["_last-serial"]
-    assert host.file(CRON_FILE).contains(f"{SYNC_EXECUTABLE} -c {SYNC_CONFIG} sync")
+    assert host.file(CRON_FILE).contains(SYNC_JOB)
 
 
 @pytest.mark.parametrize("mirror", ["mirror1", "mirror2"])
@@ -508,3 +537,126 @@ def test_upstream_release_reaches_the_downstream_client_after_two_syncs(
             assert serial == new_serial and header == str(new_serial), (mirror, accept, serial, header)
     page = json.loads(_http(f"http://{fleet.host('mirror2').address}/simple/fleet-app/", PIP_ACCEPT)[2])
     assert entry.filename in {f["filename"] for f in page["files"]}
+
+
+# -- the operator's path (issue 14): report other sources, reload without the path unit, remove ------------
+
+
+def _task_block(output: str, task: str) -> str:
+    """The output of one task of a playbook run (from its TASK line to the next one)."""
+    blocks = [b for b in output.split("\nTASK [") if b.split("]", 1)[0].endswith(task)]
+    return "\n".join(blocks)
+
+
+def test_client_role_reports_other_package_sources(converged_ok: Converge) -> None:
+    """client2 has PIP_EXTRA_INDEX_URL in /etc/profile.d: the converge says so (and changes nothing for it)."""
+    block = _task_block(converged_ok.first.stdout, "Report other package sources")
+    assert "ok: [client2]" in block, block or converged_ok.first.stdout[-4000:]
+    assert OTHER_INDEX_URL in block and "/etc/profile.d/other-index.sh" in block
+    assert "ok: [client1]" not in block and "ok: [client3]" not in block
+
+
+def test_sync_job_reloads_nginx_for_a_new_serials_map_without_the_path_unit(
+    fleet: Fleet, converged_ok: Converge, upstream: Upstream
+) -> None:
+    """What a host without systemd relies on: the cron job's script itself reloads nginx after a sync that
+    rewrote serials.map (the path unit is stopped here, so only the script can have done it)."""
+    mirror = fleet.host("mirror1")
+    mirror.ssh(f"systemctl stop {SERIALS_PATH_UNIT}", check=False)  # the role no longer installs it
+    try:
+        upstream.tree.add_wheel("fleet-util", "2.2")
+        upstream.tree.write()
+        new_serial = upstream.tree.project_serial("fleet-util")
+        proc = mirror.ssh(f"{SYNC_JOB} --json", check=False, timeout=600)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert json.loads(proc.stdout.strip().splitlines()[-1])["changed"] is True
+        assert "event=nginx-reloaded" in proc.stderr, proc.stderr[-2000:]
+        serial, header = _wait_for_header(f"http://{mirror.address}/simple/fleet-util/", "text/html")
+        assert serial == new_serial and header == str(new_serial)
+        # Nothing new: the map is not rewritten and nginx is left alone.
+        again = mirror.ssh(f"{SYNC_JOB} --json", check=False, timeout=600)
+        assert again.returncode == 0 and "event=nginx-reloaded" not in again.stderr, again.stderr[-2000:]
+    finally:
+        mirror.ssh(f"systemctl start {SERIALS_PATH_UNIT}", check=False)
+
+
+def _remove(converged: Converge, *, purge: bool = False) -> AnsibleResult:
+    extra = {**converged.extra_vars, "pypi_mirror_purge_data": purge}
+    return run_ansible("ansible-playbook", converged.inventory, [str(REMOVE)], repo=REPO, extra_vars=extra,
+                       vars_file=converged.inventory.with_name("remove-vars.json"))
+
+
+def _assert_back_as_before(fleet: Fleet, converged: Converge) -> None:
+    differences = {name: diff_snapshots(converged.before[name], _snapshot(host)) for name, host in fleet.hosts.items()}
+    assert differences == {name: [] for name in fleet.hosts}, json.dumps(differences, indent=1)
+
+
+def _volume_type(fleet: Fleet, name: str) -> str:
+    host = fleet.host(name)
+    return host.ssh(f"blkid -p -o value -s TYPE {host.device}", check=False).stdout.strip()
+
+
+# Handed from the first removal test to the converge after it.
+_KEPT: dict[str, str] = {}
+PACKAGES_LISTING = f"find {MIRROR_ROOT}/web/packages -type f -printf '%p %s %T@ %u\\n' | sort"
+
+
+def test_remove_gives_every_host_back_as_it_was_and_keeps_the_data(fleet: Fleet, converged_ok: Converge) -> None:
+    files_before = fleet.host("mirror1").ssh(PACKAGES_LISTING).stdout
+    assert files_before.strip()
+    _KEPT["mirror1 packages"] = files_before
+    started = time.monotonic()
+    result = _remove(converged_ok)
+    TIMINGS["remove_s"] = round(time.monotonic() - started, 1)
+    assert result.returncode == 0, result.output[-8000:]
+    assert set(result.recap) == ALL_HOSTS and result.total("failed") == 0
+    assert all(counts["changed"] > 0 for counts in result.recap.values()), result.recap
+    _assert_back_as_before(fleet, converged_ok)
+    # The data stays: each mirror's device still holds its ext4 volume with the mirror on it.
+    for name in ("mirror1", "mirror2"):
+        assert _volume_type(fleet, name) == "ext4", name
+        host = fleet.host(name)
+        probe = host.ssh(
+            f"set -e; d=$(mktemp -d); mount -o ro {host.device} $d; test -s $d/web/simple/index.v1_json; "
+            f"test -s $d/state.sqlite; umount $d; rmdir $d", check=False,
+        )
+        assert probe.returncode == 0, (name, probe.stderr)
+    # nginx answers again with Debian's default site, as it did before the mirror.
+    status, _headers, body = _http(f"http://{fleet.host('mirror1').address}/")
+    assert status == 200 and b"Welcome to nginx" in body
+
+
+def test_a_second_remove_changes_nothing(fleet: Fleet, converged_ok: Converge) -> None:
+    started = time.monotonic()
+    result = _remove(converged_ok)
+    TIMINGS["second remove_s"] = round(time.monotonic() - started, 1)
+    assert result.returncode == 0, result.output[-8000:]
+    assert {h: c["changed"] for h, c in result.recap.items()} == dict.fromkeys(ALL_HOSTS, 0), result.output[-8000:]
+    _assert_back_as_before(fleet, converged_ok)
+
+
+def test_converge_after_remove_takes_the_kept_mirror_back(fleet: Fleet, converged_ok: Converge) -> None:
+    """The kept volume comes back under the new pypi-mirror user, and its files are not fetched again."""
+    started = time.monotonic()
+    again = run_ansible("ansible-playbook", converged_ok.inventory, [str(SITE)], repo=REPO,
+                        extra_vars=converged_ok.extra_vars)
+    TIMINGS["converge after remove_s"] = round(time.monotonic() - started, 1)
+    assert again.returncode == 0, again.output[-8000:]
+    mirror = fleet.host("mirror1")
+    after = mirror.ssh(PACKAGES_LISTING).stdout
+    before = _KEPT.get("mirror1 packages")
+    assert before is not None, "test_remove_gives_every_host_back_as_it_was_and_keeps_the_data did not run"
+    assert after.split() == before.split()  # same files, sizes, mtimes and owner: nothing re-downloaded
+    assert mirror.ssh(f"stat -c %U {MIRROR_ROOT}").stdout.strip() == SYNC_USER
+    proc = mirror.ssh(f"{SYNC_JOB} --json", check=False, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["files"]["downloaded"] == 0
+
+
+def test_remove_with_purge_data_wipes_the_volumes(fleet: Fleet, converged_ok: Converge) -> None:
+    result = _remove(converged_ok, purge=True)
+    assert result.returncode == 0, result.output[-8000:]
+    assert result.total("failed") == 0
+    for name in ("mirror1", "mirror2"):
+        assert _volume_type(fleet, name) == "", name  # blank again, as it was handed in
+    _assert_back_as_before(fleet, converged_ok)

@@ -40,7 +40,7 @@ def choose_page(accept: str) -> tuple[str, str]:
 
 
 class _Handler(SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: object) -> None:
         return
 
     def send_head(self):  # type: ignore[no-untyped-def]
