@@ -75,6 +75,9 @@ options:
   max_page_size:
     description: Largest project page accepted once decoded (a size such as C(64M)).
     type: str
+  max_root_size:
+    description: Largest root index accepted once decoded (a size such as C(128M)).
+    type: str
   retries:
     description: Retries with backoff on connection errors, timeouts, 429 and 5xx, 0 to 20.
     type: int
@@ -314,6 +317,7 @@ INLINE_KEYS = (
     "timeout",
     "deadline",
     "max_page_size",
+    "max_root_size",
     "retries",
     "projects",
     "exclude",
@@ -354,6 +358,7 @@ def argument_spec():
         timeout=dict(type="float"),
         deadline=dict(type="float"),
         max_page_size=dict(type="str"),
+        max_root_size=dict(type="str"),
         retries=dict(type="int"),
         projects=dict(type="list", elements="str"),
         exclude=dict(type="list", elements="str"),
@@ -380,7 +385,7 @@ def inline_config(params):
         value = params.get(key)
         if value is None:
             continue
-        if key == "max_file_size" and value.isdigit():
+        if key in ("max_file_size", "max_page_size", "max_root_size") and value.isdigit():
             value = int(value)
         data[key] = value
     return data

@@ -56,6 +56,7 @@ class Config:
     timeout: float = 30.0
     deadline: float = 600.0  # seconds a request may take in all (a trickling answer fails after it)
     max_page_size: int = 64 * 1024**2  # bytes a project page may have once decoded (real ones: < 8 MiB)
+    max_root_size: int = 128 * 1024**2  # bytes the root index may have once decoded (the real one: ~40 MB)
     retries: int = 5
     projects: Optional[tuple[Requirement, ...]] = None
     exclude: tuple[Requirement, ...] = ()
@@ -287,6 +288,10 @@ def config_from_mapping(data: dict[str, Any], file: Path) -> Config:
     max_page_size = 64 * 1024**2 if page_raw is None else parse_size(page_raw, lambda m: r.fail("max_page_size", m))
     if max_page_size < 64 * 1024:
         raise r.fail("max_page_size", f"must be at least 64K, not {max_page_size}")
+    root_raw = r.get("max_root_size", (int, str))
+    max_root_size = 128 * 1024**2 if root_raw is None else parse_size(root_raw, lambda m: r.fail("max_root_size", m))
+    if max_root_size < 64 * 1024:
+        raise r.fail("max_root_size", f"must be at least 64K, not {max_root_size}")
     retries = r.get("retries", int, 5)
     if not 0 <= retries <= 20:
         raise r.fail("retries", f"must be between 0 and 20, not {retries}")
@@ -338,6 +343,7 @@ def config_from_mapping(data: dict[str, Any], file: Path) -> Config:
         timeout=timeout,
         deadline=deadline,
         max_page_size=max_page_size,
+        max_root_size=max_root_size,
         retries=retries,
         projects=projects,
         exclude=exclude,

@@ -296,22 +296,26 @@ class _Deadlined:
         self._response.close()
 
 
-def read_capped(response: HttpResponse, cap: int, what: str) -> bytes:
-    """The whole body, decoded, refused as soon as it passes `cap` bytes: a huge page or a
-    compression bomb costs at most `cap` (urllib3 decodes each read to at most its size)."""
+def iter_capped(response: HttpResponse, cap: int, what: str, chunk_size: int = 64 * 1024) -> Iterator[bytes]:
+    """The body's chunks, decoded, refused as soon as they pass `cap` bytes in all: a huge
+    answer or a compression bomb costs at most one chunk (urllib3 decodes each read to at most
+    its size)."""
     from .errors import TooLargeError
 
     length = response.headers.get("Content-Length", "")
     if length.isdigit() and int(length) > cap and not response.headers.get("Content-Encoding"):
         raise TooLargeError(f"{what}: larger than the {cap} bytes allowed (Content-Length {length})")
-    parts: list[bytes] = []
     size = 0
-    for chunk in response.iter_content(64 * 1024):
+    for chunk in response.iter_content(chunk_size):
         size += len(chunk)
         if size > cap:
             raise TooLargeError(f"{what}: larger than the {cap} bytes allowed once decoded")
-        parts.append(chunk)
-    return b"".join(parts)
+        yield chunk
+
+
+def read_capped(response: HttpResponse, cap: int, what: str) -> bytes:
+    """The whole body, decoded, at most `cap` bytes (see iter_capped)."""
+    return b"".join(iter_capped(response, cap, what))
 
 
 class HttpClient:

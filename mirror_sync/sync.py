@@ -15,7 +15,7 @@ from itertools import islice
 from pathlib import Path
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Container, Iterable, Iterator, Optional
 
 from packaging.utils import canonicalize_name
 
@@ -130,7 +130,7 @@ class Syncer:
         client = HttpClient(cfg.workers, cfg.timeout, cfg.retries, deadline=cfg.deadline)
         self.scratch = Path(tempfile.mkdtemp(prefix="mirror-sync-plan-")) / "web"
         try:
-            root = None if self.allowlist else Upstream(cfg.upstream, client, cfg.max_page_size).root()
+            root = None if self.allowlist else Upstream(cfg.upstream, client, cfg.max_page_size, cfg.max_root_size).root()
             projects, gone = self._sync_projects(state, None, root)
             deleted = self._deletions(state, root, projects, gone)
             for name in deleted:
@@ -170,14 +170,14 @@ class Syncer:
             completed = state.get_meta_int("mirror_serial")  # the serial the last complete run reached
         try:
             if not self.allowlist:
-                root = Upstream(cfg.upstream, client, cfg.max_page_size).root(unchanged_at=completed)
+                root = Upstream(cfg.upstream, client, cfg.max_page_size, cfg.max_root_size).root(unchanged_at=completed)
                 if root.unchanged:  # same serial, same settings, last run complete: nothing to do
                     ok = True
                     return self._summary(state, root, started, [])
             elif state.get_meta("root_header_serial") != "absent" or not last_complete:
                 # an upstream that announces its serial on the root (a warehouse, a mirror of
                 # one) tells in one request, from the headers alone, that nothing changed
-                header = Upstream(cfg.upstream, client, cfg.max_page_size).root_serial()
+                header = Upstream(cfg.upstream, client, cfg.max_page_size, cfg.max_root_size).root_serial()
                 if header is not None and header == state.get_meta_int("root_header_serial") and last_complete:
                     ok = True
                     return self._summary(state, None, started, [])
@@ -214,7 +214,7 @@ class Syncer:
             finished = time.time()
             state.begin()
             state.set_meta("last_sync_finished", utc_iso(finished))
-            state.set_meta("last_result", "ok" if ok else "failed")
+            state.set_meta("last_result", state.run_result(ok))
             state.set_meta("last_duration_s", f"{finished - started:.3f}")
             state.set_meta("last_failures", str(len(self.stats.failed)))
             state.set_meta("last_downloaded", str(self.stats.downloaded))
@@ -234,7 +234,9 @@ class Syncer:
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 
     # -- which projects -----------------------------------------------------------------------
-    def _sync_projects(self, state: Optional[State], publisher: Optional[Publisher], root: Optional[RootIndex]) -> tuple[set[str], set[str]]:
+    def _sync_projects(
+        self, state: Optional[State], publisher: Optional[Publisher], root: Optional[RootIndex]
+    ) -> tuple[Container[str], set[str]]:
         """Sync what changed; returns (the projects the mirror should hold, those upstream no
         longer has). A full mirror takes its list from the root; an allowlist reads only the
         pages of its projects and of their dependency closure."""
@@ -244,12 +246,11 @@ class Syncer:
         if root is None:
             assert cfg.projects is not None
             return runner.run_closure(cfg.projects)
-        wanted = set(root.projects)
-        if self.selector.excluded:
-            wanted = {c for c in wanted if not self.selector.project_excluded(c)}
-        runner.run_wave({c: None for c in sorted(wanted)})
-        held = state.project_serials() if state is not None else {}
-        return wanted, {n for n in held if n not in root.projects}
+        projects = root.projects
+        excluded = self.selector.project_excluded if self.selector.excluded else None
+        runner.run_wave(lambda: (c for c in projects if excluded is None or not excluded(c)))
+        gone = {n for n in known if n not in projects}
+        return _Wanted(projects, excluded), gone
 
     def _syncer_factory(self) -> Callable[[Optional[ThreadPoolExecutor]], ProjectSyncer]:
         """Builds a ProjectSyncer with its own HTTP client: in this process, or in a worker process."""
@@ -268,7 +269,7 @@ class Syncer:
             # no fsync per file: the publisher's syncfs makes a whole batch durable before its pages go live
             downloader = Downloader(client, web, retries=cfg.retries, fsync=False, max_file_size=cfg.max_file_size)
             return ProjectSyncer(
-                Upstream(cfg.upstream, client, cfg.max_page_size),
+                Upstream(cfg.upstream, client, cfg.max_page_size, cfg.max_root_size),
                 downloader,
                 selector,
                 cfg.simple_dir,
@@ -281,7 +282,7 @@ class Syncer:
 
         return make
 
-    def _deletions(self, state: Optional[State], root: Optional[RootIndex], wanted: set[str], gone: set[str]) -> list[str]:
+    def _deletions(self, state: Optional[State], root: Optional[RootIndex], wanted: Container[str], gone: set[str]) -> list[str]:
         if state is None:
             return []
         held = [r[0] for r in state.root_entries()]
@@ -398,26 +399,26 @@ class _Runner:
             local = self.local_serial
         return ProjectTask(canonical, display, root_serial, want, selection, previous, fingerprint, prev_selection, local, validators)
 
-    def run_wave(self, wants: dict[str, Optional[Want]]) -> None:
-        """Sync every project of `wants` that changed (a full mirror: it keeps nothing per project in memory)."""
-        todo = []
-        for canonical, want in wants.items():
-            selection = self._selection_key(want)
-            if self._needs_sync(canonical, selection):
-                todo.append(self._task(canonical, want, selection))
-        if not todo:
+    def run_wave(self, names: Callable[[], Iterator[str]]) -> None:
+        """A full mirror: sync every project that changed. `names` gives the projects (twice: a
+        count, then the work), and nothing is kept per project: on a 700,000-project index a
+        list of them, or of their tasks, would cost more than the rest of the run."""
+        fingerprint = self._selection_key(None)
+        count = sum(1 for c in names() if self._needs_sync(c, fingerprint))
+        if not count:
             return
         from .runners import choose_runner  # worker processes: not loaded by a run with nothing to do
 
-        runner = choose_runner(self.make_syncer, self.sync.config.workers, len(todo))
+        todo = (self._task(c, None, fingerprint) for c in names() if self._needs_sync(c, fingerprint))
+        runner = choose_runner(self.make_syncer, self.sync.config.workers, count)
         try:
-            self._drive(runner, todo)
+            self._drive(runner, todo, count)
         finally:
             runner.close()
 
-    def _drive(self, runner: Runner, todo: list[ProjectTask]) -> None:
+    def _drive(self, runner: Runner, todo: Iterable[ProjectTask], count: int) -> None:
         """Run the tasks on the runner, keeping it fed; publish each result as it comes."""
-        progress = Progress(len(todo), "sync")
+        progress = Progress(count, "sync")
         fatal: Optional[BaseException] = None
         tasks = iter(todo)
         in_flight = 0
@@ -552,7 +553,7 @@ class _Runner:
                     self.sync.stats.saw_serial(task.page.serial)
             self._check_installable(todo, requirements)
             if todo:
-                self._drive(runner, todo)
+                self._drive(runner, todo, len(todo))
         finally:
             runner.close()
         return set(closure.wants) - gone, gone
@@ -572,6 +573,17 @@ class _Runner:
                 specs = sorted(s for s in (task.want.specifiers if task.want else set()) if s)
                 matching = f" matching {' or '.join(repr(s) for s in specs)}" if specs and None not in task.want.specifiers else ""  # type: ignore[union-attr]
                 self._fail(task.canonical, f"project {task.canonical}: no release{matching} has a file installable on {', '.join(missing)}")
+
+
+class _Wanted:
+    """The projects a full mirror wants: upstream's, less the blocklist (a view, not a copy)."""
+
+    def __init__(self, projects: Container[str], excluded: Optional[Callable[[str], bool]]) -> None:
+        self.projects = projects
+        self.excluded = excluded
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.projects and not (self.excluded is not None and isinstance(name, str) and self.excluded(name))
 
 
 class _PoolVisitor:

@@ -11,7 +11,7 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 import requests
 
 from .errors import NotFoundError, UpstreamError
-from .http import HttpClient, HttpResponse, read_capped
+from .http import HttpClient, HttpResponse, iter_capped, read_capped
 from .models import ProjectPage, RootIndex
 from .pages import parse_project_html, parse_project_json, parse_root_stream
 
@@ -65,10 +65,13 @@ class _Fetched:
 class Upstream:
     """Fetches and parses pages of one upstream index."""
 
-    def __init__(self, base_url: str, client: HttpClient, max_page_size: int = 64 * 1024**2) -> None:
+    def __init__(
+        self, base_url: str, client: HttpClient, max_page_size: int = 64 * 1024**2, max_root_size: int = 128 * 1024**2
+    ) -> None:
         self.base_url = base_url
         self.client = client
         self.max_page_size = max_page_size
+        self.max_root_size = max_root_size
 
     def _fetch(self, url: str, where: str, headers: Optional[dict[str, str]] = None) -> Optional[_Fetched]:
         """The page's body and what its headers say; None when upstream answered 304 Not Modified."""
@@ -104,7 +107,8 @@ class Upstream:
                 # parsed as it arrives: neither the body (~40 MB on a big index) nor a dict of
                 # its 700,000 names is ever held whole (pages.parse_root_stream)
                 return parse_root_stream(
-                    response.iter_content(ROOT_CHUNK), is_json=is_json, header_serial=hserial, unchanged_at=unchanged_at
+                    iter_capped(response, self.max_root_size, where, ROOT_CHUNK),
+                    is_json=is_json, header_serial=hserial, unchanged_at=unchanged_at,
                 )
         except requests.RequestException as exc:
             raise UpstreamError(f"{where}: request to {public_url(self.base_url)} failed ({_short(exc)})") from None

@@ -157,3 +157,18 @@ def test_a_trickling_page_fails_at_the_deadline_and_the_rest_is_published(tree: 
     assert set(check_mirror(mirror)) == {"good"}
     root = json.loads((mirror / "web/simple/index.v1_json").read_text())
     assert [p["name"] for p in root["projects"]] == ["good"]
+
+
+def test_a_full_mirror_refuses_a_root_past_its_cap(tree: IndexTree, tmp_path: Path) -> None:
+    """A 2 GB root (of valid-looking names, which the streamed parse would otherwise keep) fails
+    the run at max_root_size, with one sentence and bounded memory; nothing is deleted."""
+    def names() -> Iterator[bytes]:
+        yield b'{"meta": {"api-version": "1.1"}, "projects": ['
+        block = b"".join(b'{"name": "p%07d"},' % i for i in range(20_000))
+        for _ in range(2048 * MB // len(block)):
+            yield block
+
+    rc, summary, err, rss = _run(tree, tmp_path, [{"prefix": "/simple/", "body": names}], max_root_size="32M")
+    assert rc == 1
+    assert "upstream root index: larger than the 33554432 bytes allowed" in summary["error"], summary
+    assert rss < RSS_LIMIT_KB, f"peak RSS {rss // 1024} MB"
