@@ -1,4 +1,8 @@
-"""Command line of the benchmark: `python -m bench [--quick] [--projects N] [--workers W] [--json PATH]`."""
+"""Command line of the benchmark: `python -m bench [--scenario latency|loopback] [--quick] [--projects N] [--workers W] [--json PATH]`.
+
+The latency scenario (the default, bench/latency.py) syncs over a link with a round trip and a
+bandwidth; the loopback scenario (bench/scenarios.py) measures CPU efficiency with zero latency.
+"""
 from __future__ import annotations
 
 import argparse
@@ -8,19 +12,46 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from . import rootindex
+from . import latency, latency_report, rootindex
 from .report import markdown
 from .scenarios import Options, run
+from .wheels import SizeModel
 
 QUICK_PROJECTS = 2_000
 FULL_PROJECTS = 20_000
+LATENCY_PROJECTS = 5_000
+LATENCY_QUICK_PROJECTS = 500
+EXIT_SKIPPED = 77  # the latency scenario cannot run here (not root, no netfilter queue): nothing was measured
+
+
+def _workers_list(text: str) -> tuple[int, ...]:
+    try:
+        out = tuple(int(w) for w in text.split(",") if w.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of numbers: {text!r}") from None
+    if any(w < 1 for w in out):
+        raise argparse.ArgumentTypeError("workers must be at least 1")
+    return out
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m bench", description="mirror-sync against bandersnatch 8.2 on a synthetic upstream served by nginx on 127.0.0.1.")
-    p.add_argument("--quick", action="store_true", help=f"{QUICK_PROJECTS:,} projects and a short wrk run")
-    p.add_argument("--projects", type=int, help=f"number of projects (default {FULL_PROJECTS:,})")
-    p.add_argument("--workers", type=int, default=8, help="concurrent requests for both tools (bandersnatch allows 1..10; default 8)")
+    p = argparse.ArgumentParser(prog="python -m bench", description="mirror-sync against bandersnatch 8.2 on a synthetic upstream served by nginx: "
+                                "over a link with a round trip and a bandwidth (latency, the default), or on 127.0.0.1 (loopback).")
+    p.add_argument("--scenario", choices=("latency", "loopback"), default="latency",
+                   help="latency: the upstream behind a veth pair with --rtt-ms and --mbit (needs root; the headline); "
+                        "loopback: nginx on 127.0.0.1, zero latency, CPU efficiency")
+    p.add_argument("--quick", action="store_true",
+                   help=f"a small upstream: {LATENCY_QUICK_PROJECTS:,} projects (latency) or {QUICK_PROJECTS:,} and a short wrk run (loopback)")
+    p.add_argument("--projects", type=int, help=f"number of projects (default {LATENCY_PROJECTS:,} latency, {FULL_PROJECTS:,} loopback)")
+    p.add_argument("--workers", type=int, help="concurrent requests for both tools (bandersnatch allows 1..10; default 10 latency, 8 loopback)")
+    p.add_argument("--rtt-ms", type=float, default=50.0, help="latency: the round trip (default 50)")
+    p.add_argument("--mbit", type=float, default=200.0, help="latency: the bandwidth in Mbit/s (default 200)")
+    p.add_argument("--ms-workers", type=_workers_list, default=(32,), metavar="LIST",
+                   help="latency: mirror-sync also at these workers, comma-separated (default 32; bandersnatch stops at 10)")
+    p.add_argument("--sizes", choices=("tiny", "lognormal"),
+                   help="file sizes: lognormal (median ~100 KB, a few >= 20 MB; default for latency) or tiny (~1 KB; default for loopback)")
+    p.add_argument("--engine", metavar="REV", help="benchmark mirror_sync/ as committed at REV (e.g. HEAD; exported with git archive) "
+                   "instead of the working tree")
     p.add_argument("--wheels", type=int, default=1, help="wheels per release (1..5, different tags; default 1)")
     p.add_argument("--change-fraction", type=float, default=0.01, help="share of projects changed in the 'changed' scenario")
     p.add_argument("--json", type=Path, metavar="PATH", help="write the results as JSON")
@@ -40,7 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--wrk-seconds", type=int, help="duration of the wrk run (default 10, 5 with --quick)")
     p.add_argument("--root-projects", type=int, default=700_000, help="projects for the root-index micro-benchmark")
     p.add_argument("--root-index-only", action="store_true", help="run only the root-index micro-benchmark")
-    p.add_argument("--skip-root-index", action="store_true", help="do not run the root-index micro-benchmark")
+    p.add_argument("--skip-root-index", action="store_true", help="loopback: do not run the root-index micro-benchmark")
     return p
 
 
@@ -75,13 +106,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if unknown or not tools:
         print(f"--tools: unknown {sorted(unknown)}", file=sys.stderr)
         return 2
-    if not 1 <= args.workers <= 10:
+    if args.scenario == "latency":
+        return _latency(args, tools)
+    workers = args.workers if args.workers is not None else 8
+    if not 1 <= workers <= 10:
         print("--workers must be 1..10 (bandersnatch refuses more than 10)", file=sys.stderr)
         return 2
     projects = args.projects or (QUICK_PROJECTS if args.quick else FULL_PROJECTS)
     opts = Options(
         projects=projects,
-        workers=args.workers,
+        workers=workers,
         wheels_per_release=max(1, min(5, args.wheels)),
         change_fraction=args.change_fraction,
         tools=tools,
@@ -92,6 +126,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         wrk_seconds=args.wrk_seconds or (5 if args.quick else 10),
         profile_dir=args.profile,
         scratch_fs=args.scratch_fs,
+        sizes=SizeModel(args.sizes or "tiny"),
+        engine=args.engine,
     )
     if args.venv:
         opts.venv = args.venv
@@ -107,6 +143,52 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         results.extra_rows.append("")
         results.extra_rows.append(_root_index(args.root_projects, args.workdir).rstrip("\n"))
     table = markdown(results)
+    print(table, end="")
+    if args.markdown:
+        args.markdown.write_text(table)
+    if args.json:
+        args.json.write_text(json.dumps(results.as_json(), indent=2) + "\n")
+    return 0
+
+
+def _latency(args: argparse.Namespace, tools: tuple[str, ...]) -> int:
+    workers = args.workers if args.workers is not None else latency.BANDERSNATCH_MAX_WORKERS
+    if "bandersnatch" in tools and not 1 <= workers <= latency.BANDERSNATCH_MAX_WORKERS:
+        print("--workers must be 1..10 (bandersnatch refuses more than 10); mirror-sync's other settings go in --ms-workers", file=sys.stderr)
+        return 2
+    if args.rtt_ms < 0 or args.mbit <= 0:
+        print("--rtt-ms must be at least 0 and --mbit above 0", file=sys.stderr)
+        return 2
+    opts = latency.LatencyOptions(
+        projects=args.projects or (LATENCY_QUICK_PROJECTS if args.quick else LATENCY_PROJECTS),
+        workers=workers,
+        ms_workers=args.ms_workers,
+        rtt_ms=args.rtt_ms,
+        mbit=args.mbit,
+        sizes=SizeModel(args.sizes or "lognormal"),
+        wheels_per_release=max(1, min(5, args.wheels)),
+        change_fraction=args.change_fraction,
+        tools=tools,
+        workdir=args.workdir,
+        keep=args.keep,
+        fsync=args.fsync,
+        engine=args.engine,
+        scratch_fs=args.scratch_fs,
+    )
+    if args.venv:
+        opts.venv = args.venv
+    try:
+        results = latency.run(opts, _log)
+    except latency.SkipScenario as exc:
+        _log(f"latency scenario skipped: {exc}")
+        return EXIT_SKIPPED
+    except KeyboardInterrupt:
+        _log("interrupted; the link, nginx and the work directory are removed")
+        return 130
+    except RuntimeError as exc:
+        _log(f"benchmark failed: {exc}")
+        return 1
+    table = latency_report.markdown(results)
     print(table, end="")
     if args.markdown:
         args.markdown.write_text(table)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Callable, Mapping, Optional, Sequence
 
 from .memory import TreeSampler
+from .nginx import Traffic
 
 PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "ftp_proxy")
 
@@ -26,6 +27,8 @@ class RunResult:
     log: Path
     largest_process_mb: float = 0.0  # GNU time %M: the largest resident set of one process
     tree_pss_mb: float = 0.0  # sampled peak of the PSS summed over the whole process tree
+    bytes_sent: int = 0  # HTTP bytes (headers and bodies) the upstream sent during the run
+    connections: int = 0  # distinct TCP connections in the access log during the run
 
     def as_json(self) -> dict[str, float]:
         return {
@@ -69,7 +72,7 @@ def run_measured(
     log: Path,
     stdout_path: Optional[Path] = None,
     cwd: Optional[Path] = None,
-    count_requests: Callable[[], tuple[int, int]],
+    count_requests: Callable[[], Traffic],
     timeout: float = 3600.0,
     on_start: Optional[Callable[[int], None]] = None,
 ) -> RunResult:
@@ -106,7 +109,7 @@ def run_measured(
             timer.cancel()
             tree_peak_mb = sampler.stop()
         wall = time.perf_counter() - start
-    requests, errors = count_requests()
+    traffic = count_requests()
     fields = stats.read_text().strip().splitlines()[-1].split()
     return RunResult(
         wall_s=wall,
@@ -115,8 +118,10 @@ def run_measured(
         peak_rss_mb=max(int(fields[3]) / 1024.0, tree_peak_mb),
         largest_process_mb=int(fields[3]) / 1024.0,
         tree_pss_mb=tree_peak_mb,
-        requests=requests,
-        errors=errors,
+        requests=traffic.requests,
+        errors=traffic.errors,
         returncode=int(proc.returncode),
         log=log,
+        bytes_sent=traffic.bytes_sent,
+        connections=traffic.connections,
     )

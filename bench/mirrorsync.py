@@ -1,27 +1,55 @@
-"""mirror-sync from this checkout: its configuration and commands."""
+"""mirror-sync from this checkout (or from one of its commits): its configuration and commands."""
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 from typing import Optional
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-def env_extra() -> dict[str, str]:
-    return {"PYTHONPATH": str(REPO)}
+def env_extra(root: Path = REPO) -> dict[str, str]:
+    return {"PYTHONPATH": str(root)}
 
 
-def precompile() -> None:
+def export(rev: str, dest: Path) -> str:
+    """Write `mirror_sync/` as it is at commit `rev` into `dest` (git archive); returns the commit's
+    short hash. Other work in the checkout (uncommitted edits) then does not reach the benchmark."""
+    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", f"{rev}^{{commit}}"],
+                            capture_output=True, text=True, timeout=30)
+    if commit.returncode != 0:
+        raise RuntimeError(f"no commit {rev!r} in {REPO}: {commit.stderr.strip()}")
+    data = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", rev, "mirror_sync"],
+                          capture_output=True, timeout=60, check=True).stdout
+    dest.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        tar.extractall(dest, filter="data")
+    return commit.stdout.strip()
+
+
+def describe(root: Path = REPO) -> str:
+    """Which engine a run measures: the commit, and whether mirror_sync/ has uncommitted changes."""
+    if root != REPO:
+        return f"mirror_sync/ exported from a commit into {root}"
+    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", "mirror_sync"], capture_output=True, text=True)
+    changed = [line for line in dirty.stdout.splitlines() if line.strip()]
+    return f"the working tree at {head.stdout.strip() or '?'}" + (f" with {len(changed)} uncommitted changes in mirror_sync/" if changed else "")
+
+
+def precompile(root: Path = REPO) -> None:
     """Byte-compile the checkout's package, as `pip install` does for an installed tool (and did for
     bandersnatch in its virtualenv): with PYTHONDONTWRITEBYTECODE set, every run would otherwise
     recompile the sources, which is not what a deployed mirror-sync pays."""
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "mirror_sync")], check=True, capture_output=True, timeout=120)
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(root / "mirror_sync")], check=True, capture_output=True, timeout=120)
 
 
-def available(env: dict[str, str]) -> bool:
-    res = subprocess.run([sys.executable, "-m", "mirror_sync", "--help"], env=env, capture_output=True, timeout=60)
+def available(env: dict[str, str], root: Path = REPO) -> bool:
+    """`python -m mirror_sync --help` works, run from `root` (`-m` puts the current directory first on sys.path)."""
+    res = subprocess.run([sys.executable, "-m", "mirror_sync", "--help"], env=env, cwd=root, capture_output=True, timeout=60)
     return res.returncode == 0
 
 

@@ -1,8 +1,11 @@
-"""A private nginx on 127.0.0.1 serving the synthetic upstream tree.
+"""A private nginx serving the synthetic upstream tree: on 127.0.0.1, or on the address of the
+latency scenario's namespace (started there through a command prefix, `nsenter --net=...`).
 
 Own prefix, config, pid file and logs in a work directory; `tcp_nodelay on`, keepalive; PEP 691
 content negotiation on /simple/; X-PyPI-Last-Serial from a generated `map` include; one access-log
-line per request so runs can be charged with the requests they made.
+line per request (status, bytes sent, connection serial) so runs can be charged with the requests,
+bytes and TCP connections they used. With `probe_port`, a second server answers `GET /probe` with
+204 and logs nothing: the link's round trip can be measured during a run without counting in it.
 """
 from __future__ import annotations
 
@@ -14,7 +17,8 @@ import subprocess
 import time
 import urllib.request
 from pathlib import Path
-from typing import Mapping, Optional
+from dataclasses import dataclass
+from typing import Mapping, Optional, Sequence
 
 _ACCEPT_JSON = "application/vnd.pypi.simple.v1+json"
 
@@ -30,7 +34,7 @@ events {{ worker_connections 4096; }}
 http {{
     types {{ application/octet-stream whl; application/octet-stream metadata; }}
     default_type application/octet-stream;
-    log_format bench '$status $request_method $request_uri $body_bytes_sent';
+    log_format bench '$status $bytes_sent $connection $request_method $request_uri';
     access_log {prefix}/access.log bench;
     sendfile on;
     tcp_nodelay on;
@@ -59,7 +63,7 @@ http {{
     include {prefix}/serials.conf;
 
     server {{
-        listen 127.0.0.1:{port} backlog=4096;
+        listen {host}:{port} backlog=4096;
         server_name _;
         root {tree};
 
@@ -90,8 +94,44 @@ http {{
             return 404;
         }}
     }}
-}}
+{probe}}}
 """
+
+_PROBE = r"""
+    server {{
+        listen {host}:{probe_port};
+        access_log off;
+        location = /probe {{ return 204; }}
+        location / {{ return 404; }}
+    }}
+"""
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """What the access log shows for a stretch of time."""
+
+    requests: int
+    errors: int  # responses other than 2xx/3xx
+    bytes_sent: int  # HTTP headers and bodies
+    connections: int  # distinct TCP connections that carried a request
+
+
+def parse_log(data: bytes) -> Traffic:
+    """Count complete lines of the `bench` log format: `status bytes_sent connection method uri`."""
+    requests = errors = sent = 0
+    conns: set[bytes] = set()
+    for line in data.splitlines():
+        parts = line.split(b" ", 3)
+        if len(parts) < 3:
+            continue
+        requests += 1
+        if parts[0][:1] not in (b"2", b"3"):
+            errors += 1
+        if parts[1].isdigit():
+            sent += int(parts[1])
+        conns.add(parts[2])
+    return Traffic(requests, errors, sent, len(conns))
 
 
 def free_port() -> int:
@@ -117,18 +157,22 @@ def _serials_conf(root_serial: int, serials: Mapping[str, int]) -> str:
 class Nginx:
     """Start with `start()`, always `stop()` (it is a context manager too)."""
 
-    def __init__(self, prefix: Path, tree: Path, port: int, workers: int = 2) -> None:
+    def __init__(self, prefix: Path, tree: Path, port: int, workers: int = 2, host: str = "127.0.0.1",
+                 wrap: Sequence[str] = (), probe_port: Optional[int] = None) -> None:
         self.prefix = prefix
         self.tree = tree
         self.port = port
         self.workers = workers
+        self.host = host
+        self.wrap = list(wrap)  # e.g. ["nsenter", "--net=/run/netns/NAME"]: where nginx runs
+        self.probe_port = probe_port
         self.proc: Optional[subprocess.Popen[bytes]] = None
         self.binary = nginx_binary()
         self._log_offset = 0
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}" if self.port != 80 else f"http://{self.host}"
 
     @property
     def access_log(self) -> Path:
@@ -138,14 +182,16 @@ class Nginx:
         for sub in ("tmp/body", "tmp/proxy", "tmp/fastcgi", "tmp/uwsgi", "tmp/scgi"):
             (self.prefix / sub).mkdir(parents=True, exist_ok=True)
         user = "user nobody nogroup;" if os.geteuid() == 0 else ""  # the work dir must be world-readable
-        conf = _CONF.format(workers=self.workers, prefix=self.prefix, port=self.port, tree=self.tree, user=user)
+        probe = _PROBE.format(host=self.host, probe_port=self.probe_port) if self.probe_port else ""
+        conf = _CONF.format(workers=self.workers, prefix=self.prefix, port=self.port, tree=self.tree, user=user,
+                            host=self.host, probe=probe)
         (self.prefix / "nginx.conf").write_text(conf)
         tmp = self.prefix / "serials.conf.tmp"
         tmp.write_text(_serials_conf(root_serial, serials))
         os.replace(tmp, self.prefix / "serials.conf")
 
     def _cmd(self, *extra: str) -> list[str]:
-        return [self.binary, "-p", f"{self.prefix}/", "-c", str(self.prefix / "nginx.conf"), "-e", str(self.prefix / "error.log"), *extra]
+        return [*self.wrap, self.binary, "-p", f"{self.prefix}/", "-c", str(self.prefix / "nginx.conf"), "-e", str(self.prefix / "error.log"), *extra]
 
     def check(self) -> None:
         res = subprocess.run(self._cmd("-t", "-q"), capture_output=True, text=True)
@@ -160,7 +206,7 @@ class Nginx:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"nginx exited at start: {(self.prefix / 'error.log').read_text()[-500:]}")
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                with socket.create_connection((self.host, self.port), timeout=2):
                     return
             except OSError:
                 time.sleep(0.05)
@@ -190,16 +236,22 @@ class Nginx:
             resp.read()
         return int(raw) if raw else None
 
-    def requests_since_mark(self) -> tuple[int, int]:
-        """(requests, non-2xx/3xx responses) logged since the last call (or start)."""
-        with open(self.access_log, "rb") as fh:
-            fh.seek(self._log_offset)
-            data = fh.read()
+    def traffic_since_mark(self) -> Traffic:
+        """Requests, errors, bytes and connections logged since the last call (or start)."""
+        try:
+            with open(self.access_log, "rb") as fh:
+                fh.seek(self._log_offset)
+                data = fh.read()
+        except FileNotFoundError:
+            data = b""
         end = data.rfind(b"\n") + 1
         self._log_offset += end
-        lines = data[:end].splitlines()
-        errors = sum(1 for line in lines if not line[:1] in (b"2", b"3"))
-        return len(lines), errors
+        return parse_log(data[:end])
+
+    def requests_since_mark(self) -> tuple[int, int]:
+        """(requests, non-2xx/3xx responses) logged since the last call (or start)."""
+        t = self.traffic_since_mark()
+        return t.requests, t.errors
 
     def stop(self) -> None:
         if self.proc is None:

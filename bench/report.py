@@ -22,6 +22,7 @@ class Results:
     load: str = ""
     filesystem: str = ""
     extra_rows: list[str] = field(default_factory=list)
+    engine: str = ""
 
     def add(self, scenario: str, tool: str, result: RunResult) -> None:
         self.runs.setdefault(scenario, {})[tool] = result
@@ -36,6 +37,7 @@ class Results:
             "workers": self.workers,
             "wrk_requests_per_s": round(self.wrk_requests_per_s, 1) if self.wrk_requests_per_s is not None else None,
             "filesystem": self.filesystem,
+            "engine": self.engine,
             "scenarios": scenarios,
         }
 
@@ -52,10 +54,10 @@ def markdown(res: Results) -> str:
     out = [
         f"{res.projects:,} projects, {res.files:,} files (+ as many .metadata files), workers = {res.workers}, "
         f"wrk against the same nginx: {wrk} requests/s" + (f"; load average at start {res.load}" if res.load else "")
-        + (f"; work directory on {res.filesystem}" if res.filesystem else ""),
+        + (f"; work directory on {res.filesystem}" if res.filesystem else "") + (f"; mirror-sync: {res.engine}" if res.engine else ""),
         "",
-        "| scenario | tool | wall s | CPU s | peak RSS MB | largest process / tree PSS MB | requests | requests/s | exit |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| scenario | tool | wall s | CPU s | peak RSS MB | largest process / tree PSS MB | requests | requests/s | TCP connections | exit |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for s in list(SCENARIOS) + [k for k in res.runs if k not in SCENARIOS]:
         runs = res.runs.get(s, {})
@@ -67,13 +69,13 @@ def markdown(res: Results) -> str:
             errs = f" ({r.errors} errors)" if r.errors else ""
             out.append(
                 f"| {s} | {LABELS[t]} | {r.wall_s:.3f} | {r.cpu_s:.2f} | {r.peak_rss_mb:.0f} | "
-                f"{r.largest_process_mb:.0f} / {r.tree_pss_mb:.0f} | {r.requests:,}{errs} | {rate} | {r.returncode} |"
+                f"{r.largest_process_mb:.0f} / {r.tree_pss_mb:.0f} | {r.requests:,}{errs} | {rate} | {r.connections or ''} | {r.returncode} |"
             )
         if all(t in runs for t in TOOLS):
             a, b = runs["mirror_sync"], runs["bandersnatch"]
             out.append(
                 f"| {s} | **ratio ms/bs** | **{_ratio(a.wall_s, b.wall_s)}** | {_ratio(a.cpu_s, b.cpu_s)} | "
-                f"{_ratio(a.peak_rss_mb, b.peak_rss_mb)} | | {_ratio(a.requests, b.requests)} | | |"
+                f"{_ratio(a.peak_rss_mb, b.peak_rss_mb)} | | {_ratio(a.requests, b.requests)} | | | |"
             )
     full = res.runs.get("full", {})
     if res.wrk_requests_per_s and full:

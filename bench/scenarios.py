@@ -20,6 +20,7 @@ from .profile import PySpy
 from .scratchfs import ScratchFs
 from .report import Results
 from .upstream import Shape, Upstream
+from .wheels import SizeModel
 from .wrk import run_wrk
 
 # alternate which tool goes first, so neither always meets a warmer page cache
@@ -44,6 +45,8 @@ class Options:
     seed: int = 1
     timeout: float = 3600.0
     scratch_fs: bool = True  # run on a fresh loop-mounted ext4 when root (see scratchfs.py)
+    sizes: SizeModel = SizeModel("tiny")  # ~1 KB files: the CPU per file, not the bytes, is measured here
+    engine: Optional[str] = None  # a commit to export mirror_sync/ from; None: the working tree
 
 
 @dataclass
@@ -54,24 +57,25 @@ class Tool:
     env: dict[str, str]
     packages_dir: Path
     logs: Path
+    cwd: Path = ms.REPO  # mirror-sync: the engine's root (`python -m` imports from the current directory first)
 
 
-def _tools(opts: Options, work: Path, base_url: str, log: Callable[[str], None]) -> dict[str, Tool]:
+def _tools(opts: Options, work: Path, base_url: str, log: Callable[[str], None], engine_root: Path = ms.REPO) -> dict[str, Tool]:
     tools: dict[str, Tool] = {}
     logs = work / "logs"
     logs.mkdir(exist_ok=True)
     if "mirror_sync" in opts.tools:
-        env = clean_env(ms.env_extra())
-        ms.precompile()
-        if not ms.available(env):
-            raise RuntimeError("`python -m mirror_sync --help` does not work in this checkout")
+        env = clean_env(ms.env_extra(engine_root))
+        ms.precompile(engine_root)
+        if not ms.available(env, engine_root):
+            raise RuntimeError("`python -m mirror_sync --help` does not work with the engine under test")
         cfg = work / "mirror-sync.yml"
         ms.write_config(cfg, directory=work / "mirror-sync", upstream=f"{base_url}/simple/", workers=opts.workers, fsync=opts.fsync)
         tools["mirror_sync"] = Tool("mirror_sync", ms.sync_cmd(cfg), ms.verify_cmd(cfg, opts.verify_full), env,
-                                    work / "mirror-sync" / "web" / "packages", logs)
+                                    work / "mirror-sync" / "web" / "packages", logs, engine_root)
         if opts.verify_full:
             tools["mirror_sync_stat"] = Tool("mirror_sync", [], ms.verify_cmd(cfg, False), env,
-                                             work / "mirror-sync" / "web" / "packages", logs)
+                                             work / "mirror-sync" / "web" / "packages", logs, engine_root)
     if "bandersnatch" in opts.tools or opts.profile_dir:
         log(f"bandersnatch {bs.VERSION}: virtualenv {opts.venv}")
         extra = ("py-spy",) if opts.profile_dir else ()
@@ -87,12 +91,20 @@ def _tools(opts: Options, work: Path, base_url: str, log: Callable[[str], None])
 
 
 def _check(tool: Tool, scenario: str, r: RunResult, results: Results) -> None:
+    problems = run_problems(tool.name, r)
+    if problems:
+        results.notes.append(f"{scenario} / {tool.name}: " + "; ".join(problems) + f" (log: {r.log})")
+
+
+def run_problems(tool_name: str, r: RunResult) -> list[str]:
+    """What went wrong in one run, as phrases (none: it went well): exit code, HTTP errors, a summary
+    that is not ok (mirror-sync), error lines in the log (bandersnatch)."""
     problems = []
     if r.returncode != 0:
         problems.append(f"exit code {r.returncode}")
     if r.errors:
         problems.append(f"{r.errors} HTTP error responses")
-    if tool.name == "mirror_sync":
+    if tool_name == "mirror_sync":
         try:
             summary = json.loads(r.log.with_suffix(".stdout").read_text() or "{}")
         except ValueError:
@@ -105,8 +117,7 @@ def _check(tool: Tool, scenario: str, r: RunResult, results: Results) -> None:
         errors = [line for line in text.splitlines() if " ERROR" in line or "Traceback" in line]
         if errors:
             problems.append(f"{len(errors)} error lines in its log, first: {errors[0][:200]}")
-    if problems:
-        results.notes.append(f"{scenario} / {tool.name}: " + "; ".join(problems) + f" (log: {r.log})")
+    return problems
 
 
 def read_tree(root: Path) -> None:
@@ -137,8 +148,8 @@ def _measure(tool: Tool, scenario: str, cmd: list[str], nginx: Nginx, opts: Opti
     on_start = None
     if spy is not None and tool.name == "mirror_sync":
         on_start = lambda pid: spy.attach(pid, f"mirror_sync-{scenario}")  # noqa: E731
-    r = run_measured(cmd, env=tool.env, log=tool.logs / f"{scenario}-{tool.name}.log", cwd=ms.REPO,
-                     count_requests=nginx.requests_since_mark, timeout=opts.timeout, on_start=on_start)
+    r = run_measured(cmd, env=tool.env, log=tool.logs / f"{scenario}-{tool.name}.log", cwd=tool.cwd,
+                     count_requests=nginx.traffic_since_mark, timeout=opts.timeout, on_start=on_start)
     if on_start is not None and spy is not None:
         spy.finish()
     return r
@@ -149,7 +160,9 @@ def run(opts: Options, log: Callable[[str], None] = print) -> Results:
         why_not = scratchfs.available()
         if why_not is None:
             # ~1.9 releases per project on average: an estimate of the files, for the image's size
-            with ScratchFs(opts.projects * opts.wheels_per_release * 2, opts.workdir) as mountpoint:
+            files = opts.projects * opts.wheels_per_release * 2
+            data = files * 180_000 * 3 if opts.sizes.kind == "lognormal" else 0  # upstream + two mirrors
+            with ScratchFs(files, opts.workdir, data_bytes=data) as mountpoint:
                 log(f"work directory on a fresh ext4 file system ({mountpoint})")
                 return _run_in(opts, mountpoint, log, "fresh ext4 on a loop device")
         log(f"work directory on the existing file system: no fresh ext4 ({why_not})")
@@ -174,16 +187,23 @@ def _run(opts: Options, work: Path, log: Callable[[str], None]) -> Results:
     still_missing = system.ensure(log)
     if "nginx" in still_missing or "time" in still_missing:
         raise RuntimeError(f"the benchmark needs the Debian packages {still_missing} (apt-get install -y {' '.join(still_missing)})")
+    engine_root = ms.REPO
+    if opts.engine:
+        engine_root = work / "engine"
+        engine = f"commit {ms.export(opts.engine, engine_root)} (mirror_sync/ exported with git archive)"
+    else:
+        engine = ms.describe()
+    log(f"mirror-sync under test: {engine}")
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     t0 = time.perf_counter()
-    up = Upstream.generate(work / "upstream", base_url, Shape(opts.projects, opts.wheels_per_release, seed=opts.seed))
+    up = Upstream.generate(work / "upstream", base_url, Shape(opts.projects, opts.wheels_per_release, seed=opts.seed, sizes=opts.sizes))
     up.write_pages()
     log(f"upstream: {len(up.projects):,} projects, {up.file_count():,} files, serial {up.serial} "
         f"({time.perf_counter() - t0:.1f} s)")
     results = Results(projects=len(up.projects), files=up.file_count(), workers=opts.workers,
-                      load=" ".join(f"{x:.2f}" for x in os.getloadavg()))
-    tools = _tools(opts, work, base_url, log)
+                      load=" ".join(f"{x:.2f}" for x in os.getloadavg()), engine=engine)
+    tools = _tools(opts, work, base_url, log, engine_root)
     spy = None
     if opts.profile_dir is not None:
         spy = PySpy(opts.venv / "bin" / "py-spy", opts.profile_dir)

@@ -34,8 +34,9 @@ class ScratchFs:
     direct I/O, mounted;
     unmounted and deleted on exit (also after errors and Ctrl-C)."""
 
-    def __init__(self, files: int, parent: Optional[Path] = None) -> None:
-        self.size = max(MIN_BYTES, files * BYTES_PER_FILE)
+    def __init__(self, files: int, parent: Optional[Path] = None, data_bytes: int = 0) -> None:
+        # sparse: only what is written takes space, so a generous size costs nothing
+        self.size = max(MIN_BYTES, files * BYTES_PER_FILE + data_bytes)
         self.inodes = max(65536, files * INODES_PER_FILE)
         self.dir = Path(tempfile.mkdtemp(prefix="mirror-bench-fs-", dir=parent))
         os.chmod(self.dir, 0o755)  # nginx workers run as nobody and must reach the tree below

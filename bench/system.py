@@ -4,10 +4,12 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from typing import Callable
+from typing import Callable, Mapping
 
 # package -> the program it provides
 PACKAGES = {"nginx": "nginx", "wrk": "wrk", "time": "/usr/bin/time"}
+# the latency scenario: no wrk; iptables for the NFQUEUE rule, curl for the bulk-transfer check
+LATENCY_PACKAGES = {"nginx": "nginx", "time": "/usr/bin/time", "iptables": "iptables-legacy", "curl": "curl"}
 
 
 def _present(program: str) -> bool:
@@ -16,13 +18,13 @@ def _present(program: str) -> bool:
     return shutil.which(program) is not None or os.path.exists(f"/usr/sbin/{program}")
 
 
-def missing() -> list[str]:
-    return [pkg for pkg, prog in PACKAGES.items() if not _present(prog)]
+def missing(packages: Mapping[str, str] = PACKAGES) -> list[str]:
+    return [pkg for pkg, prog in packages.items() if not _present(prog)]
 
 
-def ensure(log: Callable[[str], None]) -> list[str]:
+def ensure(log: Callable[[str], None], packages: Mapping[str, str] = PACKAGES) -> list[str]:
     """Install what is missing (as root, with apt-get); returns what is still missing."""
-    need = missing()
+    need = missing(packages)
     if not need:
         return []
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
@@ -30,11 +32,11 @@ def ensure(log: Callable[[str], None]) -> list[str]:
         return need
     log(f"installing Debian packages {need}")
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    res = subprocess.run(["apt-get", "install", "-y", "-qq", *need], env=env, capture_output=True, text=True)
+    res = subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *need], env=env, capture_output=True, text=True)
     if res.returncode != 0:  # stale or absent package lists
         subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True, text=True)
-        subprocess.run(["apt-get", "install", "-y", "-qq", *need], env=env, capture_output=True, text=True)
-    return missing()
+        subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *need], env=env, capture_output=True, text=True)
+    return missing(packages)
 
 
 def filesystem_of(path: "os.PathLike[str] | str") -> str:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Iterable, Optional, Union
 
 from .names import canonical, project_names
-from .wheels import build_wheel
+from .wheels import TINY, SizeModel, big_positions, big_size, build_wheel, lognormal_size, payload_for
 
 _EPOCH = datetime(2020, 1, 1, tzinfo=timezone.utc)
 _TAGS = (
@@ -43,6 +43,7 @@ class DistFile:
     upload_time: datetime
     requires_python: Optional[str]
     yanked: Union[bool, str]
+    requires: tuple[str, ...] = ()  # Requires-Dist of its METADATA
 
     @property
     def path(self) -> str:
@@ -84,21 +85,25 @@ class Shape:
     wheels_per_release: int = 1
     many_release_projects: int = 0  # projects with 60..150 releases; default: 0.1% of the projects, at least 3
     seed: int = 1
+    sizes: SizeModel = TINY  # file sizes: tiny (~1 KB) or lognormal (see wheels.SizeModel)
 
 
 class Upstream:
-    def __init__(self, root: Path, base_url: str, seed: int = 1) -> None:
+    def __init__(self, root: Path, base_url: str, seed: int = 1, sizes: SizeModel = TINY) -> None:
         self.root = root
         self.base_url = base_url.rstrip("/")
         self.projects: dict[str, Project] = {}
         self.serial = 0
+        self.sizes = sizes
         self._rng = random.Random(seed)
+        # sizes come from their own stream: the projects, releases and names are the same whatever the size model
+        self._size_rng = random.Random(f"sizes-{seed}")
         self._made_dirs: set[str] = set()
 
     # ---- generation -------------------------------------------------------------------------
     @classmethod
     def generate(cls, root: Path, base_url: str, shape: Shape) -> "Upstream":
-        up = cls(root, base_url, shape.seed)
+        up = cls(root, base_url, shape.seed, shape.sizes)
         rng = up._rng
         names = project_names(shape.projects, shape.seed)
         many = shape.many_release_projects or max(3, shape.projects // 1000)
@@ -117,7 +122,22 @@ class Upstream:
             deps = [rng.choice(canons) for _ in range(rng.choice((0, 0, 1, 2)))]
             for _ in range(releases):
                 up._add_release(proj, shape.wheels_per_release, [d for d in deps if d != proj.canonical])
+        up._make_big()
         return up
+
+    def _make_big(self) -> None:
+        """Rebuild the few big files of the size model (spread evenly over the files in creation order)."""
+        ordered = sorted(((f.upload_time, c, i) for c, p in self.projects.items() for i, f in enumerate(p.files)))
+        for pos in big_positions(len(ordered), self.sizes):
+            _when, canon, index = ordered[pos]
+            proj = self.projects[canon]
+            old = proj.files[index]
+            os.unlink(os.path.join(self.root, old.path))
+            os.unlink(os.path.join(self.root, old.path + ".metadata"))
+            size = big_size(self._size_rng, self.sizes)
+            tag = "-".join(old.filename.removesuffix(".whl").rsplit("-", 3)[1:])
+            proj.files[index] = self._write_wheel(proj, old.version, tag, old.requires_python,
+                                                  list(old.requires), payload_for(size, old.filename), old.upload_time, old.yanked)
 
     def _next_version(self, proj: Project) -> str:
         rng = self._rng
@@ -140,26 +160,34 @@ class Upstream:
         added = []
         for tag in _TAGS[: max(1, wheels)]:
             payload = b"# " + b"x" * rng.randrange(0, 1500) + b"\n"
-            built = build_wheel(proj.name, version, summary=proj.summary, requires_python=rp, requires=deps, payload=payload)
-            filename = built.filename.replace("py3-none-any", tag)
+            if self.sizes.kind == "lognormal":
+                payload = payload_for(lognormal_size(self._size_rng, self.sizes), f"{proj.canonical} {version} {tag}")
             yanked: Union[bool, str] = False
             if rng.random() < 0.01:
                 yanked = "broken build" if rng.random() < 0.5 else True
-            f = DistFile(
-                filename=filename,
-                version=version,
-                sha256=hashlib.sha256(built.data).hexdigest(),
-                size=len(built.data),
-                metadata_sha256=hashlib.sha256(built.metadata).hexdigest(),
-                upload_time=when,
-                requires_python=rp,
-                yanked=yanked,
-            )
+            f = self._write_wheel(proj, version, tag, rp, deps, payload, when, yanked)
             proj.files.append(f)
-            self._write_bytes(f.path, built.data)
-            self._write_bytes(f.path + ".metadata", built.metadata)
             added.append(f)
         return added
+
+    def _write_wheel(self, proj: Project, version: str, tag: str, rp: Optional[str], deps: list[str],
+                     payload: bytes, when: datetime, yanked: Union[bool, str]) -> DistFile:
+        built = build_wheel(proj.name, version, summary=proj.summary, requires_python=rp, requires=deps, payload=payload)
+        filename = built.filename.replace("py3-none-any", tag)
+        f = DistFile(
+            filename=filename,
+            version=version,
+            sha256=hashlib.sha256(built.data).hexdigest(),
+            size=len(built.data),
+            metadata_sha256=hashlib.sha256(built.metadata).hexdigest(),
+            upload_time=when,
+            requires_python=rp,
+            yanked=yanked,
+            requires=tuple(deps),
+        )
+        self._write_bytes(f.path, built.data)
+        self._write_bytes(f.path + ".metadata", built.metadata)
+        return f
 
     # ---- writing ------------------------------------------------------------------------------
     def _write_bytes(self, rel: str, data: bytes) -> None:
@@ -289,6 +317,12 @@ class Upstream:
 
     def file_count(self) -> int:
         return sum(len(p.files) for p in self.projects.values())
+
+    def file_sizes(self) -> list[int]:
+        return [f.size for p in self.projects.values() for f in p.files]
+
+    def largest_files(self, n: int) -> list[DistFile]:
+        return sorted((f for p in self.projects.values() for f in p.files), key=lambda f: f.size, reverse=True)[:n]
 
     def expected_files(self) -> set[tuple[str, str]]:
         """(filename, sha256) of every file and metadata file a complete mirror holds."""
