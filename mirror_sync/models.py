@@ -35,6 +35,7 @@ class ProjectPage:
     versions: Optional[list[str]] = None  # PEP 700, when upstream gives it
     status: Optional[dict[str, str]] = None  # PEP 792 project-status
     fingerprint: Optional[str] = None  # sha256 of the page body (for HTML-only upstreams without serials)
+    conflicts: list[str] = field(default_factory=list)  # filenames listed twice with different hashes (not mirrored)
     etag: Optional[str] = None  # upstream's validators, for a conditional request next time
     last_modified: Optional[str] = None
 

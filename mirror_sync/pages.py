@@ -86,6 +86,29 @@ _UPLOAD_TIME = re.compile(
 _PEP700_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?Z\Z")
 
 
+def one_per_filename(files: list[UpstreamFile]) -> tuple[list[UpstreamFile], list[str]]:
+    """One entry per filename: the same file listed twice is listed once; a filename listed with
+    different hashes is not mirrored at all (which one would a client get?) and is returned in
+    the second list, for the run to report.
+
+    >>> a = UpstreamFile("a-1.tar.gz", "http://x.invalid/a-1.tar.gz", "1" * 64)
+    >>> b = UpstreamFile("a-1.tar.gz", "http://y.invalid/a-1.tar.gz", "2" * 64)
+    >>> one_per_filename([a, a]) == ([a], [])
+    True
+    >>> one_per_filename([a, b])
+    ([], ['a-1.tar.gz'])
+    """
+    by_name: dict[str, UpstreamFile] = {}
+    clashing: set[str] = set()
+    for f in files:
+        seen = by_name.get(f.filename)
+        if seen is None:
+            by_name[f.filename] = f
+        elif seen.sha256 != f.sha256:
+            clashing.add(f.filename)
+    return [f for name, f in by_name.items() if name not in clashing], sorted(clashing)
+
+
 def upload_time_value(value: Any, where: str, filename: str) -> Optional[str]:
     """PEP 700's yyyy-mm-ddThh:mm:ss[.ffffff]Z. Kept as is when upstream already sends that;
     other ISO 8601 spellings (an offset, no zone, a space, more than 6 fraction digits) are
@@ -97,7 +120,7 @@ def upload_time_value(value: Any, where: str, filename: str) -> Optional[str]:
         raise UpstreamError(f"{where}: malformed upload-time of {filename!r}")
     m = _UPLOAD_TIME.match(value.strip())
     if not m:
-        log.debug("event=ignore-upload-time project=%s file=%s value=%r", where, filename, value)
+        log.warning("event=drop-upload-time where=%r file=%s value=%r reason='not an ISO 8601 instant'", where, filename, value)
         return None
     year, month, day, hour, minute, second, fraction, _z, sign, off_h, off_m = m.groups()
     try:
@@ -107,7 +130,7 @@ def upload_time_value(value: Any, where: str, filename: str) -> Optional[str]:
             offset = timedelta(hours=int(off_h), minutes=int(off_m))
             stamp = stamp - offset if sign == "+" else stamp + offset
     except (ValueError, OverflowError):
-        log.debug("event=ignore-upload-time project=%s file=%s value=%r", where, filename, value)
+        log.warning("event=drop-upload-time where=%r file=%s value=%r reason='not an ISO 8601 instant'", where, filename, value)
         return None
     if _PEP700_TIME.match(value):
         return value  # a valid date in PEP 700's own form: upstream's bytes, unchanged
@@ -218,11 +241,13 @@ def parse_project_json(body: bytes, url: str, canonical: str, header_serial: Opt
     versions = data.get("versions")
     if versions is not None and (not isinstance(versions, list) or not all(isinstance(v, str) for v in versions)):
         raise UpstreamError(f"{where}: malformed versions list")
+    files, conflicts = one_per_filename(files)
     return ProjectPage(
         name=name,
         canonical=canonical,
         serial=serial,
         files=files,
+        conflicts=conflicts,
         versions=versions,
         status=_project_status(data.get("project-status")),
         fingerprint=hashlib.sha256(body).hexdigest(),
@@ -351,11 +376,13 @@ def parse_project_html(body: bytes, url: str, canonical: str, header_serial: Opt
         status = {"status": parser.meta["pypi:project-status"]}
         if "pypi:project-status-reason" in parser.meta:
             status["reason"] = parser.meta["pypi:project-status-reason"]
+    files, conflicts = one_per_filename(files)
     return ProjectPage(
         name=canonical,
         canonical=canonical,
         serial=header_serial if header_serial is not None else parser.comment_serial,
         files=files,
+        conflicts=conflicts,
         status=status,
         fingerprint=hashlib.sha256(body).hexdigest(),
     )

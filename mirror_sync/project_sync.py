@@ -84,6 +84,7 @@ class ProjectResult:
     plan_delete: list[dict[str, object]] = field(default_factory=list)
     etag: Optional[str] = None
     last_modified: Optional[str] = None
+    conflicts: list[str] = field(default_factory=list)  # filenames upstream lists twice, differently
 
 
 class ProjectSyncer:
@@ -178,7 +179,7 @@ class ProjectSyncer:
             return ProjectResult(page_serial=task.root_serial, fingerprint=task.previous_fingerprint, unchanged=True,
                                  files=task.previous, serial=task.root_serial)
         result = ProjectResult(page_serial=page.serial, fingerprint=page.fingerprint, status=page.status,
-                               etag=page.etag, last_modified=page.last_modified)
+                               etag=page.etag, last_modified=page.last_modified, conflicts=page.conflicts)
         result.serial = page.serial if page.serial is not None else task.root_serial
         if result.serial is None:
             result.serial = task.local_serial

@@ -467,6 +467,10 @@ class _Runner:
     def _record(self, task: ProjectTask, result: ProjectResult) -> None:
         s = self.sync.stats
         s.saw_serial(result.page_serial)
+        for filename in result.conflicts:
+            error = f"project {task.canonical}: upstream lists {filename!r} twice with different sha256; not mirrored"
+            log.error("event=file-failed project=%s file=%s error=%r", task.canonical, filename, error)
+            s.failed.append({"project": task.canonical, "file": filename, "error": error})
         if not result.unchanged:
             s.synced += 1
             s.downloaded += result.downloaded

@@ -18,6 +18,7 @@ import pytest
 
 from tests.support.index_tree import IndexTree
 from tests.support.mirror_check import assert_no_temp_files, check_mirror
+from tests.support.upstream_server import UpstreamServer
 from tests.syncutil import REPO, mirrored_files, outside_files, run_cli, write_config
 
 
@@ -372,3 +373,35 @@ def test_verify_in_worker_processes_finds_the_same_damage(index_tree: IndexTree,
     report = verify_module.Verifier(load_config(cfg), full=True, repair=True).run()
     assert report["ok"] and report["repaired"] == 4 and report["removed"] == 1 and not stray.exists()
     assert len(check_mirror(mirror)) == 30
+
+
+def test_what_we_publish_is_valid_one_entry_per_filename_and_iso_upload_times(tmp_path: Path) -> None:
+    """A page that lists one filename twice with different hashes: that file is not mirrored and
+    the conflict is a failure naming it; an upload-time that is not an ISO 8601 instant is
+    dropped from what we publish (and logged), the file itself is kept."""
+    tree = IndexTree(tmp_path / "upstream")
+    tree.add_wheel("twice", "1.0")
+    tree.add_wheel("twice", "2.0")
+    tree.write()
+    with UpstreamServer(tree.root) as server:
+        import urllib.request
+
+        req = urllib.request.Request(server.url + "twice/", headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+        page = json.loads(urllib.request.urlopen(req, timeout=10).read())
+        one, two = sorted(page["files"], key=lambda f: f["filename"])
+        one["upload-time"] = "yesterday at noon"
+        clash = dict(two, hashes={"sha256": "f" * 64})
+        page["files"] = [one, two, clash]
+        body = json.dumps(page).encode()
+        server.add_fault("/simple/twice/", times=100, body=lambda: iter([body]))
+        cfg = write_config(tmp_path / "m.yml", server.url, tmp_path / "mirror", projects=["twice"])
+        rc, summary, stderr = run_cli(cfg, "sync")
+    assert rc == 1
+    assert summary["failures"] == [{
+        "project": "twice", "file": "twice-2.0-py3-none-any.whl",
+        "error": "project twice: upstream lists 'twice-2.0-py3-none-any.whl' twice with different sha256; not mirrored",
+    }]
+    assert check_mirror(tmp_path / "mirror")["twice"] == ["twice-1.0-py3-none-any.whl"]
+    published = json.loads((tmp_path / "mirror/web/simple/twice/index.v1_json").read_text())
+    assert "upload-time" not in published["files"][0]
+    assert "event=drop-upload-time" in stderr
