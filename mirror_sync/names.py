@@ -15,9 +15,11 @@ from packaging.utils import (
 from .errors import HostileDataError
 
 _SEPARATORS = re.compile(r"[-_.]+")
-_NAME_RE = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE)
-_FILENAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+!~-]*$")
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+# \Z, not $: $ also matches before a trailing newline ("foo\n" is no name). re.ASCII: with
+# IGNORECASE alone, [A-Z] matches non-ASCII letters that fold to them (the long s, the Kelvin sign).
+_NAME_RE = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])\Z", re.IGNORECASE | re.ASCII)
+_FILENAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+!~-]*\Z")
+_HEX64 = re.compile(r"^[0-9a-f]{64}\Z")
 _LEGACY_SUFFIXES = (".egg", ".exe", ".msi", ".rpm", ".dmg", ".deb")
 _SDIST_SUFFIXES = (".tar.gz", ".zip", ".tar.bz2", ".tar.xz", ".tgz", ".tar")
 
@@ -32,7 +34,7 @@ def canonical_project(name: str) -> str:
     return _SEPARATORS.sub("-", name).lower()
 
 
-_NAME_LINES_RE = re.compile(r"(?:[A-Z0-9](?:[A-Z0-9._-]{0,198}[A-Z0-9])?\n)*", re.IGNORECASE)
+_NAME_LINES_RE = re.compile(r"(?:[A-Z0-9](?:[A-Z0-9._-]{0,198}[A-Z0-9])?\n)*", re.IGNORECASE | re.ASCII)
 
 
 def canonical_projects(names: list[object]) -> list[Optional[str]]:
