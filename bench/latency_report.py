@@ -20,7 +20,7 @@ def link_lines(res: LatencyResults) -> list[str]:
     connects = [v for r in res.runs for v in ([r.connect_ms["max"]] if r.connect_ms else [])]
     medians = [r.connect_ms["median"] for r in res.runs if r.connect_ms]
     holds = [float(r.link["hold_max_ms"]) for r in res.runs if r.link.get("hold_max_ms") is not None]
-    wakes = [r.link.get("wake_max_ms", 0.0) for r in res.runs]
+    read_late = sum(int(r.link.get("read_late", 0)) for r in res.runs)
     drops = sum(int(r.link.get("queue_dropped", 0)) + int(r.link.get("user_dropped", 0)) + int(r.link.get("overruns", 0)) for r in res.runs)
     cc = c.get("congestion_control", {})
     t = res.tbf
@@ -41,7 +41,7 @@ def link_lines(res: LatencyResults) -> list[str]:
         late = [sum(int(r.link.get(k, 0)) for r in res.runs) for k in ("late_1ms", "late_5ms", "late_20ms")]
         out.append(f"- the delay program held {packets:,} packets {res.rtt_ms:g} ms each (from the kernel's receive stamp); "
                    f"held more than 1 / 5 / 20 ms too long: {late[0]:,} / {late[1]:,} / {late[2]:,}; longest hold {max(holds):.2f} ms, "
-                   f"longest wait from the kernel's receive stamp to the program {max(wakes):.2f} ms; packets dropped or lost by the queue: {drops}; "
+                   f"read by the program only after they were due: {read_late}; packets dropped or lost by the queue: {drops}; "
                    f"the program's CPU: {sum(float(r.link.get('delay_cpu_s', 0)) for r in res.runs):.1f} s over all runs")
     if one:
         out.append(f"- bulk transfer, curl over new connections: one {one['bytes'] / 1e6:.1f} MB file **{one['mbit']:.0f} Mbit/s**; "

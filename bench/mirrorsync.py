@@ -17,7 +17,8 @@ def env_extra(root: Path = REPO) -> dict[str, str]:
 
 def export(rev: str, dest: Path) -> str:
     """Write `mirror_sync/` as it is at commit `rev` into `dest` (git archive); returns the commit's
-    short hash. Other work in the checkout (uncommitted edits) then does not reach the benchmark."""
+    short hash (and the last commit that changed mirror_sync/, when older). Other work in the
+    checkout (uncommitted edits) then does not reach the benchmark."""
     commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", f"{rev}^{{commit}}"],
                             capture_output=True, text=True, timeout=30)
     if commit.returncode != 0:
@@ -27,7 +28,9 @@ def export(rev: str, dest: Path) -> str:
     dest.mkdir(parents=True, exist_ok=True)
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         tar.extractall(dest, filter="data")
-    return commit.stdout.strip()
+    last = subprocess.run(["git", "-C", str(REPO), "log", "-1", "--format=%h", rev, "--", "mirror_sync"],
+                          capture_output=True, text=True, timeout=30).stdout.strip()
+    return commit.stdout.strip() + (f", mirror_sync/ last changed in {last}" if last and last != commit.stdout.strip() else "")
 
 
 def describe(root: Path = REPO) -> str:

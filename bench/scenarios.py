@@ -101,7 +101,11 @@ def run_problems(tool_name: str, r: RunResult) -> list[str]:
     that is not ok (mirror-sync), error lines in the log (bandersnatch)."""
     problems = []
     if r.returncode != 0:
-        problems.append(f"exit code {r.returncode}")
+        try:
+            last = [line for line in r.log.read_text(errors="replace").splitlines() if line.strip()][-1:]
+        except OSError:
+            last = []
+        problems.append(f"exit code {r.returncode}" + (f" ({last[0].strip()[:200]})" if last else ""))
     if r.errors:
         problems.append(f"{r.errors} HTTP error responses")
     if tool_name == "mirror_sync":

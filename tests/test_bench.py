@@ -179,7 +179,7 @@ def test_verdict_batch_message() -> None:
 
 
 def test_stats_count_syns_and_late_packets() -> None:
-    st = netdelay.Stats(packets=3, syns={80: 2}, hold_min_ms=50.1, hold_max_ms=57.0, hold_sum_ms=157.2, late=[1, 1, 0])
+    st = netdelay.Stats(packets=4, released=3, syns={80: 2}, hold_min_ms=50.1, hold_max_ms=57.0, hold_sum_ms=157.2, late=[1, 1, 0])
     out = st.as_json(50.0, {"queue_dropped": 0})
     assert out["syns"] == {"80": 2} and out["late_5ms"] == 1 and out["hold_mean_ms"] == pytest.approx(52.4)
 
