@@ -702,3 +702,35 @@ def test_full_index_headers(full_index: FullIndex) -> None:
         upper = path.upper().replace("/SIMPLE/", "/simple/").replace("-", "_")
         status, headers, _ = get(full_index.base + upper + "?format=json", PIP_ACCEPT)
         assert status == 301 and headers["location"] == path + "?format=json", (upper, status, headers)
+
+
+def test_only_what_the_engine_publishes_is_served(served: Served) -> None:
+    """Scratch space, dot-files and anything else under the web root are not served: while a
+    sync runs, half-downloaded files and files about to fail their hash check stay unreachable."""
+    web = served.web
+    hidden = {
+        ".staging/demo.index.html.1": b"staged page",
+        "packages/.incoming/demo-1.0-py3-none-any.whl.7": b"half a wheel",
+        "simple/.hidden/index.html": b"not a project",
+        "simple/demo/.index.html.swp": b"editor leftovers",
+        ".git/config": b"[core]",
+        "state.sqlite": b"SQLite format 3",
+        "notes.txt": b"not published",
+    }
+    for rel, data in hidden.items():
+        (web / rel).parent.mkdir(parents=True, exist_ok=True)
+        (web / rel).write_bytes(data)
+    try:
+        for rel in hidden:
+            status, _, body = get(served.base + "/" + rel)
+            assert status == 404, (rel, status, body[:80])
+        status, _, listing = get(served.base + "/packages/")
+        assert b".incoming" not in listing
+        (web / "index.html").write_text("<!DOCTYPE html><title>front page</title>")
+        for path in ("/", "/index.html", "/simple/", "/simple/demo/", "/stats/summary.json"):
+            status, _, _ = get(served.base + path)
+            assert status == 200, path
+    finally:
+        for rel in hidden:
+            (web / rel).unlink()
+        (web / "index.html").unlink(missing_ok=True)
