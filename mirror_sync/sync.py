@@ -11,6 +11,7 @@ import shutil
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from itertools import islice
 from pathlib import Path
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable, Container, Iterable, Iterator, 
 from packaging.utils import canonicalize_name
 
 from .config import Config
+from .deadline import abort_requests
 from .download import Downloader
 from .errors import DeleteGuardError, FilesystemError, MirrorSyncError, NotFoundError
 from .fsutil import Flusher, MirrorLock, clear_dir, preflight, shared_lock
@@ -208,6 +210,17 @@ class Syncer:
             return self._summary(state, root, started, deleted, files_deleted=publisher.files_deleted)
         except MirrorSyncError as exc:
             self.stats.failed.append({"project": "", "error": str(exc)})
+            raise
+        except KeyboardInterrupt:
+            # Ctrl-C, or SIGTERM from systemd or cron's timeout: what is complete goes live (its
+            # files are on disk), with a root that lists it, so that a run cut short at the same
+            # place every time still moves the mirror forward
+            try:
+                publisher.flush()
+                if publisher.published:
+                    publisher.publish_root(state.get_meta_int("mirror_serial"))
+            except MirrorSyncError as exc:
+                log.error("event=publish-on-stop-failed error=%r", str(exc))
             raise
         finally:
             publisher.discard()
@@ -413,6 +426,9 @@ class _Runner:
         runner = choose_runner(self.make_syncer, self.sync.config.workers, count)
         try:
             self._drive(runner, todo, count)
+        except BaseException:
+            abort_requests()  # a stop or a fatal error: threads still reading return at once
+            raise
         finally:
             runner.close()
 
@@ -537,7 +553,7 @@ class _Runner:
         fatal: list[FilesystemError] = []
         progress = Progress(0, "resolve")
         try:
-            with ThreadPoolExecutor(cfg.workers, thread_name_prefix="resolve") as pool:
+            with ThreadPoolExecutor(cfg.workers, thread_name_prefix="resolve") as pool, _aborting_on_exit():
                 closure = walk(
                     requirements,
                     _PoolVisitor(pool, task_for, visit, progress),
@@ -558,6 +574,9 @@ class _Runner:
             self._check_installable(todo, requirements)
             if todo:
                 self._drive(runner, todo, len(todo))
+        except BaseException:
+            abort_requests()
+            raise
         finally:
             runner.close()
         return set(closure.wants) - gone, gone
@@ -577,6 +596,17 @@ class _Runner:
                 specs = sorted(s for s in (task.want.specifiers if task.want else set()) if s)
                 matching = f" matching {' or '.join(repr(s) for s in specs)}" if specs and None not in task.want.specifiers else ""  # type: ignore[union-attr]
                 self._fail(task.canonical, f"project {task.canonical}: no release{matching} has a file installable on {', '.join(missing)}")
+
+
+@contextmanager
+def _aborting_on_exit() -> Iterator[None]:
+    """Inside a pool's `with`: an exception shuts the pool's requests down before the pool waits
+    for its threads."""
+    try:
+        yield
+    except BaseException:
+        abort_requests()
+        raise
 
 
 class _Wanted:

@@ -172,3 +172,42 @@ def test_a_full_mirror_refuses_a_root_past_its_cap(tree: IndexTree, tmp_path: Pa
     assert rc == 1
     assert "upstream root index: larger than the 33554432 bytes allowed" in summary["error"], summary
     assert rss < RSS_LIMIT_KB, f"peak RSS {rss // 1024} MB"
+
+
+def test_a_run_stopped_by_sigterm_publishes_what_it_completed_with_a_root_that_lists_it(tmp_path: Path) -> None:
+    """cron's `timeout` sends SIGTERM: the projects completed so far go live, and the root lists
+    them, so that a run cut short at the same place every time still moves the mirror."""
+    import signal
+    import time
+
+    tree = IndexTree(tmp_path / "upstream")
+    for i in range(12):
+        tree.add_wheel(f"p{i:02d}", "1.0")
+    tree.add_wheel("zz-slow", "1.0")
+    tree.write()
+    mirror = tmp_path / "mirror"
+    with UpstreamServer(tree.root) as server:
+        server.add_fault("/simple/zz-slow/", trickle=1.0, times=10)
+        cfg = write_config(tmp_path / "m.yml", server.url, mirror, workers=2, deadline=120, timeout=60)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+        env["PYTHONPATH"] = str(REPO)
+        proc = subprocess.Popen([sys.executable, "-m", "mirror_sync", "-c", str(cfg), "sync", "--json"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        try:
+            for _ in range(300):  # bounded: up to 30 s for every other project's file to be fetched
+                if len(server.requests("/packages/")) >= 12:
+                    break
+                time.sleep(0.1)
+            time.sleep(0.5)
+            proc.send_signal(signal.SIGTERM)
+            _out, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+    assert proc.returncode == 143, err.decode()[-1000:]
+    assert b"Traceback" not in err
+    pages = check_mirror(mirror)
+    root = json.loads((mirror / "web/simple/index.v1_json").read_text())
+    assert sorted(p["name"] for p in root["projects"]) == sorted(pages)
+    assert len(pages) == 12 and "zz-slow" not in pages
