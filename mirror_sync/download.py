@@ -8,17 +8,19 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Union
+from contextlib import contextmanager
+from typing import Callable, Iterator, Optional, TypeVar, Union
 
 import requests
 
-from .errors import IntegrityError, NotFoundError, UpstreamError
+from .errors import HttpStatusError, IncompleteError, IntegrityError, NotFoundError, TooLargeError, UpstreamError
 from .fsutil import TempNames, make_dirs, raise_if_full, write_file
-from .http import HttpClient
+from .http import DeadlineExceeded, HttpClient, HttpResponse
 from .names import package_path
 from .upstream import _short, public_url
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 CHUNK = 256 * 1024
 SMALL_FILE = 1024 * 1024  # read in one piece up to this size
@@ -75,80 +77,87 @@ class Downloader:
 
     def fetch_bytes(self, url: str, what: str, sha256: Optional[str], limit: int = METADATA_LIMIT) -> bytes:
         """A small document (a .metadata file), checked against its sha256 when one is given."""
-        last: Optional[Exception] = None
-        for attempt in range(self.retries + 1):
-            try:
-                with self.client.get(url, stream=True) as response:
-                    if response.status_code >= 400:
-                        raise UpstreamError(f"{what}: upstream answered HTTP {response.status_code}")
-                    data = bytearray()
-                    for chunk in response.iter_content(CHUNK):
-                        data.extend(chunk)
-                        if len(data) > limit:
-                            raise IntegrityError(f"{what}: larger than {limit} bytes")
-                data_bytes = bytes(data)
-                if sha256 is not None and hashlib.sha256(data_bytes).hexdigest() != sha256:
-                    raise IntegrityError(f"{what}: sha256 does not match what upstream advertises")
-                return data_bytes
-            except (requests.RequestException, IntegrityError) as exc:
-                last = exc
-                if attempt < self.retries:
-                    time.sleep(min(0.25 * 2**attempt, 5.0))
-        if isinstance(last, IntegrityError):
-            raise last
-        raise UpstreamError(f"{what}: download failed ({_short(last) if last else 'unknown'})")
+
+        def once() -> bytes:
+            data = bytearray()
+            with self._get(url, what, self.client.deadline) as response:
+                for chunk in _body(response, what):
+                    data.extend(chunk)
+                    if len(data) > limit:
+                        raise TooLargeError(f"{what}: larger than {limit} bytes")
+            if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
+                raise IntegrityError(f"{what}: sha256 does not match what upstream advertises")
+            return bytes(data)
+
+        return self._retrying(once)
 
     def _stream_with_retries(
         self, url: str, filename: str, sha256: Optional[str], size: Optional[int]
     ) -> tuple[int, str, str, Optional[bytes], int]:
-        last: Optional[Exception] = None
-        for attempt in range(self.retries + 1):
+        return self._retrying(lambda: self._stream(url, filename, sha256, size))
+
+    def _retrying(self, attempt: Callable[[], _T]) -> _T:
+        """One retry policy: the HTTP layer retries connections, timeouts, 429 and 5xx (with
+        backoff, Retry-After honoured); here only bytes that arrived wrong or incomplete are
+        fetched again."""
+        for n in range(self.retries + 1):
             try:
-                return self._stream(url, filename, sha256, size)
-            except (requests.RequestException, IntegrityError, UpstreamError) as exc:
-                last = exc
-                if isinstance(exc, NotFoundError):
-                    break
-                if attempt < self.retries:
-                    time.sleep(min(0.25 * 2**attempt, 5.0))
-        if isinstance(last, (IntegrityError, UpstreamError)):
-            raise last
-        raise UpstreamError(f"file {filename}: download failed ({_short(last) if last else 'unknown'})")
+                return attempt()
+            except TooLargeError:
+                raise
+            except IntegrityError:
+                if n == self.retries:
+                    raise
+                time.sleep(min(0.25 * 2**n, 5.0))
+        raise AssertionError("unreachable")
+
+    @contextmanager
+    def _get(self, url: str, what: str, deadline: float) -> Iterator[HttpResponse]:
+        """The response, or one sentence: what upstream answered, or why no answer came."""
+        try:
+            with self.client.get(url, stream=True, deadline=deadline) as response:
+                if response.status_code == 404:
+                    raise NotFoundError(f"{what}: not found on upstream ({public_url(url)} answered 404)")
+                if response.status_code >= 400:
+                    raise HttpStatusError(f"{what}: upstream answered HTTP {response.status_code} ({public_url(url)})",
+                                          response.status_code)
+                yield response
+        except DeadlineExceeded as exc:
+            raise UpstreamError(f"{what}: download failed ({exc})") from None
+        except requests.RequestException as exc:
+            raise UpstreamError(f"{what}: download failed ({_short(exc)})") from None
 
     def _stream(self, url: str, filename: str, sha256: Optional[str], size: Optional[int]) -> tuple[int, str, str, Optional[bytes], int]:
-        """Into a temp file in .incoming: (size, sha256, temp path, the bytes when small, mtime_ns)."""
+        """Into a temp file in .incoming: (size, sha256, temp path, the bytes when small, mtime_ns).
+        Bytes are counted as they are decoded, against the size upstream advertises."""
+        what = f"file {filename}"
         cap = size if size is not None else (self.max_file_size or HARD_SIZE_CAP)
         tmp = os.path.join(self.incoming, f"{filename}.{self.names.next()}")
         small = size is not None and size <= SMALL_FILE
         digest = hashlib.sha256()
         written = 0
-        body: Optional[bytes] = None
+        data: Optional[bytes] = None
         try:
-            with self.client.get(url, stream=True, deadline=self.client.deadline + (size or 0) / DEADLINE_RATE) as response:
-                if response.status_code == 404:
-                    raise NotFoundError(f"file {filename}: not found on upstream ({public_url(url)} answered 404)")
-                if response.status_code >= 400:
-                    raise UpstreamError(f"file {filename}: upstream answered HTTP {response.status_code} ({public_url(url)})")
+            with self._get(url, what, self.client.deadline + (size or 0) / DEADLINE_RATE) as response:
                 if small:
-                    # most wheels: read into memory (at most their advertised size, counted as
-                    # decoded: a compressed answer cannot inflate past it), checked before
-                    # anything is written, then one write
+                    # most wheels: read into memory (a compressed answer cannot inflate past the
+                    # advertised size), checked before anything is written, then one write
                     parts = []
-                    for chunk in response.iter_content(CHUNK):
+                    for chunk in _body(response, what):
                         written += len(chunk)
                         if written > cap:
-                            raise IntegrityError(f"file {filename}: more bytes than the {cap} upstream advertises")
+                            raise IntegrityError(f"{what}: more bytes than the {cap} upstream advertises")
                         parts.append(chunk)
-                    body = b"".join(parts)
-                    digest.update(body)
+                    data = b"".join(parts)
+                    digest.update(data)
                     self._check(filename, written, digest.hexdigest(), cap, sha256, size)
-                    mtime_ns = write_file(tmp, body, exclusive=True, fsync=self.fsync)
-                    return written, digest.hexdigest(), tmp, body, mtime_ns
+                    mtime_ns = write_file(tmp, data, exclusive=True, fsync=self.fsync)
+                    return written, digest.hexdigest(), tmp, data, mtime_ns
                 with open(tmp, "wb") as fh:  # large ones streamed, never held in memory
-                    for chunk in response.iter_content(CHUNK):
+                    for chunk in _body(response, what):
                         written += len(chunk)
                         if written > cap:
-                            raise IntegrityError(f"file {filename}: more bytes than the {cap} upstream advertises")
+                            raise IntegrityError(f"{what}: more bytes than the {cap} upstream advertises")
                         digest.update(chunk)
                         fh.write(chunk)
                     fh.flush()
@@ -157,7 +166,7 @@ class Downloader:
                     mtime_ns = os.fstat(fh.fileno()).st_mtime_ns  # the rename keeps it
             got = digest.hexdigest()
             self._check(filename, written, got, cap, sha256, size)
-            return written, got, tmp, body, mtime_ns
+            return written, got, tmp, data, mtime_ns
         except OSError as exc:
             _unlink(tmp)
             raise_if_full(exc, Path(tmp))
@@ -165,7 +174,6 @@ class Downloader:
         except BaseException:
             _unlink(tmp)
             raise
-
 
     @staticmethod
     def _check(filename: str, written: int, got: str, cap: int, sha256: Optional[str], size: Optional[int]) -> None:
@@ -175,6 +183,17 @@ class Downloader:
             raise IntegrityError(f"file {filename}: got {written} bytes, upstream advertises {size}")
         if sha256 is not None and got != sha256:
             raise IntegrityError(f"file {filename}: sha256 does not match what upstream advertises")
+
+
+def _body(response: HttpResponse, what: str) -> Iterator[bytes]:
+    """The body's chunks; an answer that breaks off midway is an IncompleteError (worth another
+    try), a passed deadline is not."""
+    try:
+        yield from response.iter_content(CHUNK)
+    except DeadlineExceeded:
+        raise
+    except requests.RequestException as exc:
+        raise IncompleteError(f"{what}: the answer broke off ({_short(exc)})") from None
 
 
 def hash_file(path: Union[str, Path]) -> tuple[int, str]:

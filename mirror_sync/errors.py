@@ -36,8 +36,19 @@ class UpstreamError(MirrorSyncError):
     """Upstream answered with something unusable (HTTP error, malformed data, bad hash)."""
 
 
-class NotFoundError(UpstreamError):
+class HttpStatusError(UpstreamError):
+    """Upstream answered an HTTP error (after the HTTP layer's own retries, for 429 and 5xx)."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class NotFoundError(HttpStatusError):
     """Upstream answered 404: the project (or file) is not there."""
+
+    def __init__(self, message: str, status: int = 404) -> None:
+        super().__init__(message, status)
 
 
 class TooLargeError(UpstreamError):
@@ -49,4 +60,8 @@ class HostileDataError(UpstreamError):
 
 
 class IntegrityError(UpstreamError):
-    """Downloaded bytes do not match the advertised size or hash."""
+    """Downloaded bytes do not match the advertised size or hash (worth another try)."""
+
+
+class IncompleteError(IntegrityError):
+    """The answer broke off midway (a reset, a truncated body): worth another try."""

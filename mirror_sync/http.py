@@ -257,6 +257,10 @@ def _socket_of(response: Any) -> Optional[socket.socket]:
     return sock if isinstance(sock, socket.socket) else None
 
 
+class DeadlineExceeded(requests.Timeout):
+    """The request's total deadline passed (not worth another try: it would trickle again)."""
+
+
 class _Deadlined:
     """A response whose body reads fail once the request's deadline has passed (the watchdog
     shut its socket down: what was read so far is not the whole body)."""
@@ -276,8 +280,8 @@ class _Deadlined:
     def content(self) -> bytes:
         return b"".join(self.iter_content(256 * 1024))
 
-    def _expired(self) -> requests.Timeout:
-        return requests.Timeout(f"the answer did not arrive within the {self._limit:g} s deadline")
+    def _expired(self) -> DeadlineExceeded:
+        return DeadlineExceeded(f"the answer did not arrive within the {self._limit:g} s deadline")
 
     def iter_content(self, chunk_size: int) -> Iterator[bytes]:
         try:

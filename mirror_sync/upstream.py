@@ -10,7 +10,7 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import requests
 
-from .errors import NotFoundError, UpstreamError
+from .errors import HttpStatusError, NotFoundError, UpstreamError
 from .http import HttpClient, HttpResponse, iter_capped, read_capped
 from .models import ProjectPage, RootIndex
 from .pages import parse_project_html, parse_project_json, parse_root_stream
@@ -177,7 +177,7 @@ def _check_status(response: HttpResponse, where: str, url: str) -> None:
     if response.status_code == 404:
         raise NotFoundError(f"{where}: not found on upstream ({url} answered 404)")
     if response.status_code >= 400:
-        raise UpstreamError(f"{where}: upstream answered HTTP {response.status_code} ({url})")
+        raise HttpStatusError(f"{where}: upstream answered HTTP {response.status_code} ({url})", response.status_code)
 
 
 def _short(exc: BaseException) -> str:
