@@ -4,7 +4,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import signal
+import sqlite3
 import sys
+from types import FrameType
 from typing import Any, Callable, Optional, Sequence
 
 from . import __version__
@@ -37,6 +41,15 @@ def _parser() -> argparse.ArgumentParser:
 
     stats = sub.add_parser("stats", help="download statistics from the access logs")
     stats.add_argument("--json", action="store_true")
+
+    rebuild = sub.add_parser(
+        "rebuild-state",
+        help="rebuild a damaged or lost state.sqlite from the mirror on disk (re-hashes the files, downloads nothing)",
+        description="Rebuild state.sqlite from the published pages under web/simple/ and the files under web/packages/, "
+        "which are re-hashed; nothing is downloaded. The old state is kept as state.sqlite.before-rebuild-<time>. "
+        "The next sync reads every project's page once and downloads no file the mirror holds.",
+    )
+    rebuild.add_argument("--json", action="store_true")
     return parser
 
 
@@ -75,12 +88,21 @@ def _run_stats(cfg: Config, args: argparse.Namespace) -> dict[str, Any]:
     return run_stats(cfg)
 
 
+def _run_rebuild(cfg: Config, args: argparse.Namespace) -> dict[str, Any]:
+    from .rebuild import Rebuilder
+
+    return Rebuilder(cfg).run()
+
+
 COMMANDS: dict[str, Callable[[Config, argparse.Namespace], dict[str, Any]]] = {
     "sync": _run_sync,
     "verify": _run_verify,
     "status": _run_status,
     "stats": _run_stats,
+    "rebuild-state": _run_rebuild,
 }
+# commands that use the mirror's state: an sqlite error on it becomes one sentence about it
+STATE_COMMANDS = ("sync", "verify", "status", "rebuild-state")
 
 
 def _human(summary: dict[str, Any]) -> str:
@@ -100,6 +122,18 @@ def _human(summary: dict[str, Any]) -> str:
         if summary.get("plan"):
             plan = summary["plan"]
             text += f"\nplan: fetch {len(plan['fetch'])} files ({plan['fetch_bytes']} bytes), delete {len(plan['delete'])} files"
+    elif command == "rebuild-state":
+        text = (
+            f"rebuild-state: {summary['projects']} projects, {summary['files']} files ({summary['bytes']} bytes) re-hashed "
+            f"in {summary['duration_s']} s; pages rewritten {summary['rewritten_pages']}, projects left out "
+            f"{len(summary['skipped'])}, files left out {len(summary['dropped'])}"
+        )
+        if summary.get("previous_state"):
+            text += f"; the old state is {summary['previous_state']}"
+        for item in summary["skipped"][:50]:
+            text += f"\n  left out: {item['project']}: {item['error']}"
+        for item in summary["dropped"][:50]:
+            text += f"\n  left out: {item['project']}: {item['file']}: {item['error']} (the next sync fetches it again)"
     elif command == "verify":
         text = (
             f"verify: {'ok' if summary['ok'] else 'PROBLEMS'}; {summary['checked_pages']} pages, {summary['checked_files']} files checked; "
@@ -128,6 +162,10 @@ def _prepare(cfg: Config, args: argparse.Namespace) -> None:
         # status and a dry run only read the state
         entries = (cfg.state_path, cfg.lock_path, cfg.web, cfg.simple_dir, cfg.packages_dir) if writes else (cfg.state_path,)
         check_directory(cfg.directory, create=command == "sync" and not dry_run, writable=writes, entries=entries)
+    if command == "rebuild-state":  # the state itself may be anything: it is moved aside
+        check_directory(cfg.directory, create=False, writable=True, entries=(cfg.lock_path, cfg.web, cfg.simple_dir))
+    if command == "verify" and repair and cfg.state_path.is_file():
+        _check_state(cfg, args)
     if command == "sync" or (command == "verify" and repair):
         from . import tls
 
@@ -135,16 +173,88 @@ def _prepare(cfg: Config, args: argparse.Namespace) -> None:
         tls.use(tls.trust_for(bundle, cfg.upstream_from_pip, check=cfg.upstream.startswith("https:")))
 
 
+def _rebuild_command(args: argparse.Namespace) -> str:
+    return f"mirror-sync -c {args.config} rebuild-state"
+
+
+def _check_state(cfg: Config, args: argparse.Namespace) -> None:
+    """Before a repair, which removes every file the state does not reference: the state must be
+    sound (sqlite's quick check), or the repair would delete what a damaged table lost."""
+    from .state import State, StateDamagedError
+
+    state = State(cfg.state_path, readonly=True)
+    try:
+        problems = state.quick_check()
+    finally:
+        state.close()
+    if problems:
+        raise StateDamagedError(
+            f"the mirror's state {cfg.state_path} is damaged ({problems[0]}), so verify --repair would remove files it "
+            f"lost track of; the mirror itself is intact: rebuild the state from {cfg.web} with '{_rebuild_command(args)}' "
+            "(it re-hashes the files and downloads nothing)"
+        )
+
+
+def _run(cfg: Config, args: argparse.Namespace) -> dict[str, Any]:
+    """The command; an sqlite error on the mirror's state comes out as the engine's own error."""
+    try:
+        _prepare(cfg, args)
+        return COMMANDS[args.command](cfg, args)
+    except sqlite3.Error as exc:
+        if args.command not in STATE_COMMANDS:
+            raise MirrorSyncError(f"a database of {args.command} failed ({exc})") from None
+        from .state import state_error
+
+        raise state_error(exc, cfg.state_path, _rebuild_command(args)) from None
+
+
+class Stopped(KeyboardInterrupt):
+    """A stop signal (SIGTERM: systemd, cron's timeout), handled as Ctrl-C is: the run unwinds,
+    records itself as interrupted, and releases its lock."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _on_stop_signal(signum: int, frame: Optional[FrameType]) -> None:
+    # the first signal stops the run; those that come while it cleans up are ignored (a second
+    # Ctrl-C must not cut the cleanup short: kill -9 remains, and is safe)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _on_repeated_signal)
+    raise Stopped(signum)
+
+
+def _on_repeated_signal(signum: int, frame: Optional[FrameType]) -> None:
+    os.write(2, b"mirror-sync: already stopping; the run ends when its cleanup is done\n")
+
+
+def _install_signal_handlers() -> None:
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(sig) is not signal.SIG_IGN:  # nohup'd or started ignoring it: keep that
+                signal.signal(sig, _on_stop_signal)
+    except ValueError:  # not the main thread (mirror_sync used as a library): leave them be
+        pass
+
+
+def _interrupted(exc: KeyboardInterrupt) -> tuple[str, int]:
+    signum = exc.signum if isinstance(exc, Stopped) else signal.SIGINT
+    if signum == signal.SIGINT:
+        return "interrupted (Ctrl-C); the mirror stays consistent and the next run resumes", 128 + signum
+    return f"stopped by {signal.Signals(signum).name}; the mirror stays consistent and the next run resumes", 128 + signum
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     _setup_logging(args.verbose, args.quiet)
+    _install_signal_handlers()
     as_json = getattr(args, "json", False)
     cfg: Optional[Config] = None
     try:
         cfg = load_config(args.config)
-        _prepare(cfg, args)
-        summary = COMMANDS[args.command](cfg, args)
+        summary = _run(cfg, args)
         _write_metrics(cfg, args.command, summary)
     except MirrorSyncError as exc:
         log.error("%s", exc)
@@ -159,9 +269,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         else:
             print(f"mirror-sync: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("mirror-sync: interrupted; the mirror stays consistent, the next run resumes", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        message, code = _interrupted(exc)
+        if cfg is not None and args.command == "sync" and not getattr(args, "dry_run", False):
+            try:
+                _write_metrics(cfg, args.command, {"command": args.command, "ok": False, "error": message, "failures": []})
+            except Exception as metrics_exc:  # metrics never hide the real outcome
+                log.warning("event=metrics-failed error=%r", str(metrics_exc))
+        if as_json:
+            print(json.dumps({"command": args.command, "ok": False, "error": message, "exit_code": code, "interrupted": True}))
+        print(f"mirror-sync: {message}", file=sys.stderr)
+        return code
     if as_json:
         print(json.dumps(summary))
     else:

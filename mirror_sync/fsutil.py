@@ -12,14 +12,14 @@ import shutil
 import stat
 import threading
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Iterable, Iterator, Optional, Union
+from typing import Iterable, Iterator, Optional, Union
 
 from .errors import FilesystemError, LockedError
 
 log = logging.getLogger(__name__)
 
-REFUSED_FILESYSTEMS = {"ext2", "ext3"}
 LOW_FREE_BYTES = 1024**3
 LOW_FREE_RATIO = 0.05
 
@@ -52,9 +52,10 @@ def write_file(path: str, data: bytes, *, exclusive: bool = False, fsync: bool =
 
 
 def make_dirs(path: str) -> None:
-    """`mkdir -p` that tries the deepest directory first: one system call when only it is new."""
+    """`mkdir -p` that tries the deepest directory first: one system call when only it is new.
+    A parent that holds as many sub-directories as its file system allows fails the run (exit 5)."""
     try:
-        os.mkdir(path)
+        _mkdir(path)
     except FileExistsError:
         return
     except FileNotFoundError:
@@ -63,9 +64,22 @@ def make_dirs(path: str) -> None:
             raise
         make_dirs(parent)
         try:
-            os.mkdir(path)
+            _mkdir(path)
         except FileExistsError:
             pass
+
+
+def _mkdir(path: str) -> None:
+    try:
+        os.mkdir(path)
+    except OSError as exc:
+        if exc.errno == errno.EMLINK:
+            raise FilesystemError(
+                f"cannot create {path}: {os.path.dirname(path)} holds as many sub-directories as its file system "
+                "allows ('Too many links'); put the mirror on a file system without that limit (ext4 with dir_nlink "
+                "and dir_index, xfs or btrfs)"
+            ) from None
+        raise
 
 
 def write_atomic(path: Union[str, Path], data: bytes, fsync: bool, also: Optional[Union[str, Path]] = None) -> None:
@@ -105,7 +119,11 @@ def stage(staging: str, final: str, data: bytes, names: TempNames) -> str:
 def clear_dir(directory: Path) -> None:
     """Empty a scratch directory (left by an interrupted run), creating it if missing."""
     shutil.rmtree(directory, ignore_errors=True)
-    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise_if_full(exc, directory)
+        raise
 
 
 def raise_if_full(exc: OSError, path: Path) -> None:
@@ -137,45 +155,91 @@ class Flusher:
         os.close(self.fd)
 
 
+# Locks this process holds (their fds). A forked child closes its copies before it runs anything:
+# flock(2) locks belong to the open file description, which fork shares with the child, so a
+# worker that outlived its parent (kill -9) would hold the run's lock for ever. O_CLOEXEC only
+# covers exec, not a bare fork. Closing the child's copy leaves the parent's lock as it was
+# (flock(LOCK_UN) in the child would release it for both: never that).
+_HELD_LOCKS: set[int] = set()
+
+
+def _close_locks_in_child() -> None:
+    for fd in list(_HELD_LOCKS):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _HELD_LOCKS.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_close_locks_in_child)
+
+
+def held_lock_fds() -> frozenset[int]:
+    """The lock fds this process holds (none in a forked child)."""
+    return frozenset(_HELD_LOCKS)
+
+
+def _read_holder(fd: int) -> str:
+    try:
+        return os.pread(fd, 64, 0).decode("ascii", "replace").strip()
+    except OSError:
+        return ""
+
+
 class MirrorLock:
-    """An exclusive flock on <directory>/.lock, held for a whole run."""
+    """An exclusive flock on <directory>/.lock, held for a whole run (never by its forked workers)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.handle: Optional[IO[str]] = None
+        self.fd: Optional[int] = None
 
     def __enter__(self) -> "MirrorLock":
         check_directory(self.path.parent, create=True, writable=True)
         try:
-            handle = open(self.path, "a+")
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
         except OSError as exc:
+            raise_if_full(exc, self.path)
             raise FilesystemError(
                 f"cannot open the lock file {self.path} ({exc.strerror}); {_fix(self.path)}"
             ) from None
         try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
-            handle.seek(0)
-            holder = handle.read().strip()
-            handle.close()
+            holder = _read_holder(fd)
+            os.close(fd)
             if exc.errno in (errno.EAGAIN, errno.EACCES):
-                who = f" (pid {holder})" if holder else ""
+                who = f" (pid {holder})" if holder.isdigit() else ""
                 raise LockedError(f"another mirror-sync run{who} holds {self.path}; not starting a second one") from None
-            raise
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
-        self.handle = handle
+            raise FilesystemError(f"cannot lock {self.path} ({exc.strerror}); the mirror needs a local file system that supports flock") from None
+        _HELD_LOCKS.add(fd)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode("ascii"), 0)
+        except OSError as exc:
+            self._release(fd)
+            raise_if_full(exc, self.path)
+            raise FilesystemError(f"cannot write the lock file {self.path} ({exc.strerror}); {_fix(self.path)}") from None
+        self.fd = fd
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.handle is not None:
-            self.handle.seek(0)
-            self.handle.truncate()
-            fcntl.flock(self.handle.fileno(), fcntl.LOCK_UN)
-            self.handle.close()
-            self.handle = None
+        if self.fd is not None:
+            fd, self.fd = self.fd, None
+            try:
+                os.ftruncate(fd, 0)
+            except OSError:
+                pass
+            self._release(fd)
+
+    @staticmethod
+    def _release(fd: int) -> None:
+        _HELD_LOCKS.discard(fd)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
 
 
 @contextmanager
@@ -183,26 +247,43 @@ def shared_lock(path: Path) -> Iterator[bool]:
     """A shared flock on an existing lock file, without writing to it: True while held, False
     when a run holds it exclusively (or there is no lock file yet)."""
     try:
-        handle = open(path, "rb")
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         yield False
         return
-    with handle:
+    try:
         try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except OSError:
             yield False
             return
+        _HELD_LOCKS.add(fd)
         try:
             yield True
         finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+            _HELD_LOCKS.discard(fd)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
-def filesystem_type(path: Path) -> tuple[str, str]:
-    """(fstype, mount point) of the mount holding `path`, from /proc/self/mountinfo."""
+@dataclass(frozen=True)
+class Mount:
+    fstype: str
+    mount_point: str
+    source: str  # the mounted device or what stands for it ("tmpfs", "/dev/root", ...)
+    dev: int  # st_dev of the file system
+
+
+def mount_of(path: Path) -> Mount:
+    """The mount holding `path`, from /proc/self/mountinfo: the deepest mount point above it
+    (the last one listed, when several are mounted on the same point)."""
     target = os.path.realpath(path)
-    best = ("unknown", "/")
+    try:
+        dev = os.stat(target).st_dev
+    except OSError:
+        dev = -1
+    best = Mount("unknown", "/", "", dev)
     best_len = -1
     try:
         with open("/proc/self/mountinfo", encoding="utf-8") as fh:
@@ -211,12 +292,19 @@ def filesystem_type(path: Path) -> tuple[str, str]:
                 if " - " not in line or len(fields) < 10:
                     continue
                 mount_point = fields[4].replace("\\040", " ")
-                fstype = line.split(" - ", 1)[1].split()[0]
-                if (target == mount_point or target.startswith(mount_point.rstrip("/") + "/")) and len(mount_point) > best_len:
-                    best, best_len = (fstype, mount_point), len(mount_point)
+                tail = line.split(" - ", 1)[1].split()
+                if (target == mount_point or target.startswith(mount_point.rstrip("/") + "/")) and len(mount_point) >= best_len:
+                    best = Mount(tail[0], mount_point, tail[1] if len(tail) > 1 else "", dev)
+                    best_len = len(mount_point)
     except OSError:
         pass
     return best
+
+
+def filesystem_type(path: Path) -> tuple[str, str]:
+    """(fstype, mount point) of the mount holding `path`."""
+    mount = mount_of(path)
+    return mount.fstype, mount.mount_point
 
 
 def _user() -> str:
@@ -228,6 +316,39 @@ def _user() -> str:
 
 def _fix(path: Path, access: str = "write") -> str:
     return f"give {_user()} {access} access to it, or set 'directory' to a path that user may write"
+
+
+FS_IOC_GETFLAGS = 0x80086601  # _IOR('f', 1, long); the kernel reads and writes an int
+FS_IMMUTABLE_FL = 0x10
+FS_APPEND_FL = 0x20
+
+
+def _inode_flags(path: Union[str, Path]) -> int:
+    """The inode's attribute flags (lsattr), 0 when they cannot be read."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return 0
+    try:
+        buf = bytearray(8)
+        fcntl.ioctl(fd, FS_IOC_GETFLAGS, buf)
+        return int.from_bytes(buf[:4], "little")
+    except OSError:
+        return 0
+    finally:
+        os.close(fd)
+
+
+def unwritable_reason(path: Union[str, Path]) -> str:
+    """Why the existing `path` cannot be written, as the end of a sentence naming it."""
+    flags = _inode_flags(path)
+    if flags & FS_IMMUTABLE_FL:
+        return f"is immutable (chattr +i); make it writable again with 'chattr -i {path}' (as root)"
+    if flags & FS_APPEND_FL:
+        return f"is append-only (chattr +a); make it writable again with 'chattr -a {path}' (as root)"
+    if _read_only(Path(path)):
+        return "is on a read-only file system; remount it read-write, or set 'directory' to a writable path"
+    return f"is not writable by {_user()}; {_fix(Path(path))}"
 
 
 def _read_only(path: Path) -> bool:
@@ -265,9 +386,7 @@ def directory_problem(path: Path, *, writable: bool) -> Optional[str]:
     if not os.access(path, os.R_OK | os.X_OK):
         return f"{path} is not readable by {_user()}; {_fix(path, 'read')}"
     if writable and not os.access(path, os.W_OK | os.X_OK):
-        if _read_only(path):
-            return f"{path} is on a read-only file system; remount it read-write, or set 'directory' to a writable path"
-        return f"{path} is not writable by {_user()}; {_fix(path)}"
+        return f"{path} {unwritable_reason(path)}"
     return None
 
 
@@ -300,25 +419,49 @@ def check_directory(path: Path, *, create: bool, writable: bool, entries: Iterab
         if not os.access(entry, os.R_OK | search):
             raise FilesystemError(f"{entry} is not readable by {_user()}; {_fix(entry, 'read')}")
         if writable and not os.access(entry, os.W_OK | search):
-            raise FilesystemError(f"{entry} is not writable by {_user()}; {_fix(entry)}")
+            raise FilesystemError(f"{entry} {unwritable_reason(entry)}")
 
 
 def preflight(directory: Path, entries: Iterable[Path] = ()) -> list[str]:
     """Make sure `directory` (and those of `entries` that exist) is writable, exit 5 otherwise;
-    refuse ext2/ext3 (32k sub-directory limit); return warnings about free space and inodes."""
+    refuse a file system on which web/simple/ cannot hold a directory per project (see
+    dirlimit); return warnings about free space, inodes, and a sub-directory limit that could not
+    be checked."""
+    from . import dirlimit
+
     check_directory(directory, create=True, writable=True, entries=entries)
-    fstype, mount = filesystem_type(directory)
-    if fstype in REFUSED_FILESYSTEMS:
-        raise FilesystemError(
-            f"{directory} is on {fstype} (mounted at {mount}), which allows at most 32,000 sub-directories "
-            "per directory ('Too many links'); put the mirror on ext4, xfs or btrfs"
-        )
+    mount = mount_of(directory)
+    verdict = dirlimit.check(os.fspath(directory), mount.fstype, mount.dev, mount.source)
+    where = f"{directory} is on {mount.fstype} (mounted at {mount.mount_point})"
     warnings = []
+    if verdict.limit is not None:
+        if verdict.known and verdict.limit == dirlimit.EXT4_SUBDIR_LIMIT:
+            device = dirlimit.block_device(mount.dev, mount.source) or mount.source or "DEVICE"
+            fix = (f"put the mirror on ext4 made by mkfs.ext4 (which sets both), xfs or btrfs, or add the features with "
+                   f"'tune2fs -O dir_index,dir_nlink {device}' and 'e2fsck -fD {device}' while it is unmounted")
+        else:
+            fix = "put the mirror on ext4, xfs or btrfs"
+        raise FilesystemError(f"{where}: {verdict.why} ('Too many links'), and the mirror needs one per project; {fix}")
+    if not verdict.known:
+        crowded = _subdirectories(directory / "web" / "simple")
+        if crowded is not None and crowded >= dirlimit.EXT4_SUBDIR_LIMIT - 5000:
+            warnings.append(f"{where} and web/simple holds {crowded:,} projects: {verdict.why}; without them "
+                            f"the file system takes no more than {dirlimit.EXT4_SUBDIR_LIMIT:,} (check with 'tune2fs -l')")
     st = os.statvfs(directory)
     free = st.f_bavail * st.f_frsize
     total = st.f_blocks * st.f_frsize
     if free < LOW_FREE_BYTES or (total and free / total < LOW_FREE_RATIO):
-        warnings.append(f"low free space on {mount}: {free // (1024 * 1024)} MiB left")
+        warnings.append(f"low free space on {mount.mount_point}: {free // (1024 * 1024)} MiB left")
     if st.f_files and st.f_favail / st.f_files < LOW_FREE_RATIO:
-        warnings.append(f"low free inodes on {mount}: {st.f_favail} left")
+        warnings.append(f"low free inodes on {mount.mount_point}: {st.f_favail} left")
     return warnings
+
+
+def _subdirectories(path: Path) -> Optional[int]:
+    """How many sub-directories `path` holds, from its link count; None when it does not exist
+    or the count is not kept (a link count of 1: ext4's dir_nlink past 65,000, btrfs)."""
+    try:
+        nlink = os.stat(path).st_nlink
+    except OSError:
+        return None
+    return nlink - 2 if nlink >= 2 else None

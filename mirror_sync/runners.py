@@ -8,10 +8,14 @@ waiters of `concurrent.futures.wait` cost more than the bookkeeping they provide
 """
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
 import queue
+import signal
+import sys
 import threading
+import time
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Optional, Protocol, Union
@@ -69,6 +73,12 @@ class _Workers:
         self.todo.put((key, task))
 
     def stop(self) -> None:
+        """Let the running tasks end, skip those not started (there are none after a complete run)."""
+        while True:
+            try:
+                self.todo.get_nowait()
+            except queue.Empty:
+                break
         for _ in self.threads:
             self.todo.put(None)
         for t in self.threads:
@@ -109,8 +119,40 @@ class _ChildContext:
 _CHILD: Optional[_ChildContext] = None
 
 
-def _child_init(make_syncer: MakeSyncer, threads: int) -> None:
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent: int) -> None:
+    """In a forked worker, first thing: never outlive the run. The kernel kills the worker when
+    its parent dies (PR_SET_PDEATHSIG; the parent forks from its main thread, which lives as long
+    as the process); a parent that died before that took effect shows as a changed parent pid.
+    Where prctl is missing, a thread watches the parent pid. Ctrl-C and SIGTERM are the parent's
+    to handle: it stops the workers itself (a worker dying of its own SIGTERM would report its
+    whole batch as failed). The run's lock is not inherited (fsutil closes it at fork)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    armed = False
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            armed = libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
+        except (OSError, AttributeError):
+            armed = False
+    if os.getppid() != parent:
+        os._exit(1)
+    if not armed:
+        threading.Thread(target=_watch_parent, args=(parent,), name="parent-watch", daemon=True).start()
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)
+
+
+def _child_init(parent: int, make_syncer: MakeSyncer, threads: int) -> None:
     global _CHILD
+    die_with_parent(parent)
     _CHILD = _ChildContext(ThreadRunner(make_syncer, threads))
 
 
@@ -148,7 +190,7 @@ class ProcessRunner:
             processes,
             mp_context=multiprocessing.get_context("fork"),
             initializer=_child_init,
-            initargs=(make_syncer, threads),
+            initargs=(os.getpid(), make_syncer, threads),
         )
 
     def submit(self, tasks: list[ProjectTask]) -> None:
@@ -171,7 +213,22 @@ class ProcessRunner:
         return self.done.get()
 
     def close(self) -> None:
+        """Wait for the workers to finish what they hold; when the run is being abandoned (an
+        exception on its way out: Ctrl-C, SIGTERM, a fatal error), kill them instead: whatever
+        they were doing is thrown away anyway, and a file they were writing is scratch that the
+        next run clears."""
+        if sys.exc_info()[1] is not None:
+            self.abort()
         self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def abort(self) -> None:
+        processes = list((getattr(self.pool, "_processes", None) or {}).values())
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            if process.is_alive():
+                process.kill()
+        for process in processes:
+            process.join(10)
 
 
 def choose_runner(make_syncer: MakeSyncer, workers: int, tasks: int) -> Runner:

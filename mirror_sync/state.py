@@ -5,11 +5,14 @@ Only the thread that opened it uses a State.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Iterable, Iterator, Optional
 
+from .errors import FilesystemError, LockedError, MirrorSyncError
 from .models import MirroredFile
 
 SCHEMA_VERSION = 1
@@ -175,7 +178,24 @@ class State:
         if self.db.in_transaction:
             self.db.execute("ROLLBACK")
 
+    def quick_check(self) -> list[str]:
+        """sqlite's own check of the database's structure (every page read once, no index
+        cross-check): an empty list when it is sound, else what is wrong (at most 10 lines)."""
+        rows = [str(r[0]) for r in self.db.execute("PRAGMA quick_check(10)")]
+        if rows == ["ok"]:
+            return []
+        lines = [line.strip() for row in rows for line in row.splitlines()]
+        return [line for line in lines if line and not line.startswith("***")][:10] or ["sqlite's quick check failed"]
+
     # -- meta ---------------------------------------------------------------------------------
+    @staticmethod
+    def run_result(ok: bool) -> str:
+        """What `last_result` records for a run that ends now (called while it unwinds):
+        "ok", "interrupted" (Ctrl-C, SIGTERM: a KeyboardInterrupt on its way out) or "failed"."""
+        if ok:
+            return "ok"
+        return "interrupted" if isinstance(sys.exc_info()[1], KeyboardInterrupt) else "failed"
+
     def get_meta(self, key: str) -> Optional[str]:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else row[0]
@@ -217,7 +237,7 @@ class State:
         serial: Optional[int],
         upstream_serial: Optional[int],
         fingerprint: Optional[str],
-        selection: str,
+        selection: Optional[str],
         status: Optional[dict[str, str]],
         versions: list[str],
         html_sha256: str,
@@ -301,3 +321,104 @@ class State:
 
     def drop_garbage(self, paths: Iterable[str]) -> None:
         self.db.executemany("DELETE FROM garbage WHERE path = ?", ((p,) for p in paths))
+
+
+# -- sqlite's errors, as the engine's own ------------------------------------------------------
+
+
+class StateDamagedError(MirrorSyncError):
+    """state.sqlite is not a sound database: rebuild it from the mirror on disk."""
+
+
+def sqlite_problem(code_name: Optional[str], message: str) -> str:
+    """What kind of trouble an sqlite3 error is: corrupt, full, readonly, cantopen, ioerr, busy
+    or other. `code_name` is the exception's sqlite_errorname (Python 3.11+), else None."""
+    name = (code_name or "").upper()
+    text = message.lower()
+    if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")) or "malformed" in text or "not a database" in text:
+        return "corrupt"
+    if name.startswith("SQLITE_FULL") or "disk is full" in text:
+        return "full"
+    if name.startswith("SQLITE_READONLY") or "readonly database" in text:
+        return "readonly"
+    if name.startswith("SQLITE_CANTOPEN") or "unable to open" in text:
+        return "cantopen"
+    if name.startswith("SQLITE_IOERR") or "disk i/o error" in text:
+        return "ioerr"
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "is locked" in text:
+        return "busy"
+    return "other"
+
+
+@dataclass(frozen=True)
+class StateFacts:
+    """What the file system says about state.sqlite when sqlite fails on it."""
+
+    is_dir: bool = False
+    disk_full: bool = False  # under 1 MiB or no inode left (for an unprivileged user)
+    read_only_fs: bool = False
+    unwritable: Optional[str] = None  # why the state (or its -wal/-shm) cannot be written, as the end of a sentence
+    unwritable_path: Optional[str] = None
+
+
+FULL_BELOW = 1024 * 1024
+
+
+def state_facts(path: Path) -> StateFacts:
+    from .fsutil import unwritable_reason
+
+    is_dir = path.is_dir()
+    full = read_only = False
+    try:
+        st = os.statvfs(path.parent)
+        # what an unprivileged user may still use (ext4 keeps clusters back even from root)
+        full = st.f_bavail * st.f_frsize < FULL_BELOW or (st.f_files > 0 and st.f_favail == 0)
+        read_only = bool(st.f_flag & os.ST_RDONLY)
+    except OSError:
+        pass
+    unwritable = unwritable_path = None
+    for candidate in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), path.parent):
+        if candidate.exists() and not os.access(candidate, os.W_OK):
+            unwritable, unwritable_path = unwritable_reason(candidate), str(candidate)
+            break
+    return StateFacts(is_dir, full, read_only, unwritable, unwritable_path)
+
+
+def describe_state_error(kind: str, message: str, path: Path, facts: StateFacts, rebuild: str) -> MirrorSyncError:
+    """One sentence and its exit code for an sqlite error on the mirror's state (pure)."""
+    web = path.parent / "web"
+    rebuild_it = f"rebuild the state from {web} with '{rebuild}' (it re-hashes the files and downloads nothing)"
+    if facts.is_dir:
+        return StateDamagedError(f"the mirror's state {path} is a directory, not a database; {rebuild_it}, which moves it aside")
+    if kind == "corrupt":
+        return StateDamagedError(f"the mirror's state {path} is damaged ({message}); the mirror itself is intact: {rebuild_it}")
+    if kind in ("full", "ioerr", "cantopen", "readonly") and facts.disk_full:
+        return FilesystemError(
+            f"the disk holding {path.parent} is full, so the mirror's state {path} cannot be written ({message}); "
+            "free some space, then run again (nothing was deleted)"
+        )
+    if kind == "full":
+        return FilesystemError(f"the mirror's state {path} cannot grow ({message}): free space on its disk, then run again (nothing was deleted)")
+    if kind in ("readonly", "ioerr", "cantopen") and facts.read_only_fs:
+        return FilesystemError(f"{path.parent} is on a read-only file system, so the mirror's state {path} cannot be written; remount it read-write")
+    if kind in ("readonly", "cantopen") and facts.unwritable:
+        return FilesystemError(f"the mirror's state cannot be written: {facts.unwritable_path} {facts.unwritable}")
+    if kind == "cantopen":
+        return FilesystemError(f"cannot open the mirror's state {path} ({message}); check that it is a file the user running the sync may read and write")
+    if kind == "readonly":
+        return FilesystemError(f"the mirror's state {path} cannot be written ({message}); check its permissions and those of {path.parent}")
+    if kind == "ioerr":
+        return FilesystemError(
+            f"reading or writing the mirror's state {path} failed ({message}); check the disk holding it (the kernel log says more), then run again"
+        )
+    if kind == "busy":
+        return LockedError(f"another process holds the mirror's state {path} locked ({message}); run again when it is done")
+    return StateDamagedError(f"the mirror's state {path} cannot be used ({message}); if that persists, {rebuild_it}")
+
+
+def state_error(exc: sqlite3.Error, path: Path, rebuild: str) -> MirrorSyncError:
+    """The engine's error for an sqlite3 error on the state at `path`; `rebuild` is the command
+    that rebuilds it."""
+    message = str(exc) or exc.__class__.__name__
+    kind = sqlite_problem(getattr(exc, "sqlite_errorname", None), message)
+    return describe_state_error(kind, message, path, state_facts(path), rebuild)

@@ -143,7 +143,7 @@ def test_an_immutable_directory(tmp_path: Path) -> None:
     if subprocess.run(["chattr", "+i", str(target)], capture_output=True).returncode != 0:
         pytest.skip("this file system has no immutable flag")
     try:
-        assert_refused(run(write_config(tmp_path, target), "sync"), target, "is not writable by user root")
+        assert_refused(run(write_config(tmp_path, target), "sync"), target, f"is immutable (chattr +i); make it writable again with 'chattr -i {target}'")
     finally:
         subprocess.run(["chattr", "-i", str(target)], check=True)
 
