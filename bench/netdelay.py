@@ -326,6 +326,7 @@ def serve(queue: int, delay_ms: float) -> int:
                 return 0
             if cmd == "stats":
                 print(d.report(), flush=True)
+        d.release()  # what is due goes first; reading what came in meanwhile can wait that long
         d.drain()
         wait = d.release()
 
