@@ -185,9 +185,10 @@ EXAMPLES = r"""
 RETURN = r"""
 rc:
   description:
-    - Exit code of the engine. 0 all mirrored or clean, 1 some projects or files failed,
-      2 bad configuration or usage, 3 another run holds the lock, 4 the deletion guard refused,
-      5 the filesystem is unsuitable or full.
+    - Exit code of the engine. 0 all mirrored or clean, 1 some projects or files failed (or the
+      state is damaged, and the message says how to rebuild it), 2 bad configuration or usage,
+      3 another run holds the lock, 4 the deletion guard refused, 5 the filesystem is unsuitable
+      or full, 130 stopped by SIGINT, 143 stopped by SIGTERM.
   returned: always
   type: int
   sample: 0
@@ -342,6 +343,8 @@ EXIT_MEANING = {
     3: "another run holds the mirror's lock",
     4: "the deletion guard refused the run",
     5: "the filesystem is unsuitable or full",
+    130: "stopped by SIGINT",
+    143: "stopped by SIGTERM",
 }
 
 
