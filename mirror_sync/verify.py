@@ -332,7 +332,9 @@ class Verifier:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         if cores < 2 or state.totals()[1] < PARALLEL_VERIFY_FILES:
             return None
-        return ProcessPoolExecutor(cores, mp_context=multiprocessing.get_context("fork"))
+        from .runners import die_with_parent  # the workers never outlive the verify (kill -9)
+
+        return ProcessPoolExecutor(cores, mp_context=multiprocessing.get_context("fork"), initializer=die_with_parent, initargs=(os.getpid(),))
 
     def _ordered_map(self, fn: Callable[..., list[T]], chunks: Iterable[list[Any]], *args: Any) -> Iterator[tuple[list[Any], list[T]]]:
         """(chunk, fn(*args, chunk)) in order: on the worker pool with a bounded window of chunks

@@ -250,3 +250,48 @@ def test_run_result_words() -> None:
         except BaseException:
             want: Optional[str] = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
             assert State.run_result(False) == want
+
+
+VERIFY_IN_PROCESSES = """
+import sys
+import mirror_sync.verify as verify
+verify.PARALLEL_VERIFY_FILES = 1  # worker processes for a small mirror too
+from mirror_sync.cli import main
+raise SystemExit(main(sys.argv[1:]))
+"""
+
+
+def test_sigkill_of_a_verify_leaves_no_worker(index_tree: IndexTree, upstream: UpstreamServer, tmp_path: Path) -> None:
+    """verify hashes in worker processes too: they die with it. A FIFO in place of a file holds
+    a worker in open(2) for as long as the test wants."""
+    if _cores() < 2:
+        pytest.skip("worker processes need two cores")
+    for i in range(20):
+        index_tree.add_wheel(f"p{i:02d}", "1.0")
+    index_tree.write()
+    mirror = tmp_path / "mirror"
+    cfg = write_config(tmp_path / "m.yml", upstream.url, mirror)
+    assert run_cli(cfg, "sync")[0] == 0
+    victim = sorted((mirror / "web" / "packages").rglob("*.whl"))[5]
+    victim.unlink()
+    os.mkfifo(victim)
+    with open(tmp_path / "verify.err", "w") as err:
+        proc = subprocess.Popen([sys.executable, "-c", VERIFY_IN_PROCESSES, "-c", str(cfg), "verify", "--full"],
+                                env=_env(), stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while len(living(proc.pid)) < 3:  # the verify and its workers, one of them stuck on the FIFO
+            assert proc.poll() is None, (tmp_path / "verify.err").read_text()
+            assert time.monotonic() < deadline, "verify started no worker processes"
+            time.sleep(0.02)
+        time.sleep(0.5)
+        assert proc.poll() is None
+        os.kill(proc.pid, signal.SIGKILL)
+        assert proc.wait(timeout=30) == -signal.SIGKILL
+        assert wait_until_dead(proc.pid) == {}, "verify's worker processes outlived it"
+    finally:
+        for pid in living(proc.pid):
+            os.kill(pid, signal.SIGKILL)
+    victim.unlink()
+    rc, summary, _ = run_cli(cfg, "verify")  # the lock is free
+    assert rc == 1 and summary["missing"] == [str(victim.relative_to(mirror / "web"))]
