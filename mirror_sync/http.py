@@ -345,26 +345,37 @@ class HttpClient:
         self._local = threading.local()
         self._cap = threading.BoundedSemaphore(workers)
         self._sessions: list[_Session] = []
+        self._adapter: Optional[_TrustAdapter] = None
         self._lock = threading.Lock()
         self._pool_timeout = urllib3.Timeout(connect=timeout, read=timeout)
+
+    def _shared_adapter(self) -> "_TrustAdapter":
+        """One adapter, so one connection pool per origin, for all of this client's threads: at
+        most `workers` connections to each upstream host (a thread waits for a free one), however
+        many threads (project and file threads) share the client."""
+        with self._lock:
+            if self._adapter is None:
+                retry = _Retry(
+                    total=self.retries,
+                    connect=self.retries,
+                    read=self.retries,
+                    status=self.retries,
+                    backoff_factor=self.backoff,
+                    backoff_max=30,
+                    status_forcelist=RETRY_STATUSES,
+                    allowed_methods=frozenset({"GET", "HEAD"}),
+                    respect_retry_after_header=True,
+                    raise_on_status=False,
+                )
+                self._adapter = _TrustAdapter(self.trust, max_retries=retry, pool_connections=4,
+                                              pool_maxsize=self.workers, pool_block=True)
+            return self._adapter
 
     def _session(self) -> _Session:
         session: Optional[_Session] = getattr(self._local, "session", None)
         if session is None:
             session = _Session()
-            retry = _Retry(
-                total=self.retries,
-                connect=self.retries,
-                read=self.retries,
-                status=self.retries,
-                backoff_factor=self.backoff,
-                backoff_max=30,
-                status_forcelist=RETRY_STATUSES,
-                allowed_methods=frozenset({"GET", "HEAD"}),
-                respect_retry_after_header=True,
-                raise_on_status=False,
-            )
-            adapter = _TrustAdapter(self.trust, max_retries=retry, pool_connections=4, pool_maxsize=max(4, self.workers))
+            adapter = self._shared_adapter()
             session.mount("http://", adapter)
             session.mount("https://", adapter)
             session.headers["User-Agent"] = USER_AGENT
@@ -439,3 +450,4 @@ class HttpClient:
             for session in self._sessions:
                 session.close()
             self._sessions.clear()
+            self._adapter = None

@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import os
 import queue
 import shutil
 import tempfile
@@ -93,6 +94,7 @@ class Syncer:
         self.allowlist = config.projects is not None
         self.root_header_serial: Optional[int] = None  # an allowlist's root, as its headers announce it
         self.scratch: Optional[Path] = None  # a dry run's downloads, outside the mirror
+        self.client: Optional[HttpClient] = None  # the run's HTTP client (this process's requests)
         self.closure_mode = self.allowlist and config.dependencies
         self.evaluator: Optional[DependencyEvaluator] = None
         if self.closure_mode:  # the requirement and marker machinery loads only for a closure
@@ -129,7 +131,7 @@ class Syncer:
     def _plan(self, started: float, immutable: bool) -> dict[str, Any]:
         cfg = self.config
         state = State(cfg.state_path, readonly=True, immutable=immutable) if cfg.state_path.exists() else None
-        client = HttpClient(cfg.workers, cfg.timeout, cfg.retries, deadline=cfg.deadline)
+        client = self.client = HttpClient(cfg.workers, cfg.timeout, cfg.retries, deadline=cfg.deadline)
         self.scratch = Path(tempfile.mkdtemp(prefix="mirror-sync-plan-")) / "web"
         try:
             root = None if self.allowlist else Upstream(cfg.upstream, client, cfg.max_page_size, cfg.max_root_size).root()
@@ -157,7 +159,7 @@ class Syncer:
             publisher.publish_root(state.get_meta_int("mirror_serial"))
             publisher.collect_garbage()
         state.set_meta("last_sync_started", utc_iso(started))
-        client = HttpClient(cfg.workers, cfg.timeout, cfg.retries, deadline=cfg.deadline)
+        client = self.client = HttpClient(cfg.workers, cfg.timeout, cfg.retries, deadline=cfg.deadline)
         ok = False
         root: Optional[RootIndex] = None
         deleted: list[str] = []
@@ -277,8 +279,13 @@ class Syncer:
         # advertises) go to a scratch directory that the plan removes
         web = self.scratch if self.scratch is not None else cfg.web
 
+        parent, shared = os.getpid(), self.client
+
         def make(file_pool: Optional[ThreadPoolExecutor]) -> ProjectSyncer:
-            client = HttpClient(threads, cfg.timeout, cfg.retries, deadline=cfg.deadline)
+            # in this process, the run's own client: `workers` connections in all, the root's
+            # included; a worker process makes its own (sockets do not survive a fork)
+            client = shared if shared is not None and os.getpid() == parent else HttpClient(
+                threads, cfg.timeout, cfg.retries, deadline=cfg.deadline)
             # no fsync per file: the publisher's syncfs makes a whole batch durable before its pages go live
             downloader = Downloader(client, web, retries=cfg.retries, fsync=False, max_file_size=cfg.max_file_size)
             return ProjectSyncer(

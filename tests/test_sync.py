@@ -541,3 +541,20 @@ def test_latest_keeps_per_environment_and_an_allowlisted_project_with_nothing_in
         "error": "project native: no release has a file installable on python 3.12 linux x86_64, python 3.12 macos arm64",
     }]
     assert set(check_mirror(mirror_dir)) == {"web", "new-dep", "old-dep", "native"}
+
+
+def test_workers_bounds_the_connections_to_upstream(index_tree: IndexTree, tmp_path: Path) -> None:
+    """`workers` is the number of requests in flight, and of connections: project threads and
+    file threads share one pool per origin."""
+    for i in range(40):
+        index_tree.add_wheel(f"many{i:02d}", "1.0")
+        index_tree.add_wheel(f"many{i:02d}", "2.0")
+        index_tree.add_sdist(f"many{i:02d}", "2.0")
+    index_tree.write()
+    with UpstreamServer(index_tree.root) as server:
+        cfg = write_config(tmp_path / "m.yml", server.url, tmp_path / "mirror", workers=3)
+        rc, summary, _ = run_cli(cfg, "sync")
+        assert rc == 0, summary
+        assert summary["files"]["downloaded"] == 120
+        assert server.peak_connections <= 3, server.peak_connections
+        assert server.connections_accepted <= 3 * 2, server.connections_accepted  # reused, not one per request

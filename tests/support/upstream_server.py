@@ -372,6 +372,8 @@ class UpstreamServer:
         self._lock = threading.Lock()
         self._log_records: deque[RequestRecord] = deque(maxlen=LOG_LIMIT)
         self._connections: set[Any] = set()
+        self.connections_accepted = 0  # TCP connections accepted since start
+        self.peak_connections = 0  # most open at once
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
         self._serials = _SerialFile(self.root / SERIALS_JSON)
@@ -494,6 +496,8 @@ class UpstreamServer:
             if len(self._connections) >= self.max_connections or self._stopping.is_set():
                 return False
             self._connections.add(conn)
+            self.connections_accepted += 1
+            self.peak_connections = max(self.peak_connections, len(self._connections))
             return True
 
     def _untrack(self, conn: Any) -> None:
