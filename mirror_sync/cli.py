@@ -288,7 +288,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def _write_metrics(cfg: Config, command: str, summary: dict[str, Any]) -> None:
-    """Prometheus textfile after every run, when configured."""
+    """After every run: the Prometheus textfile, when configured; and, after a sync or the
+    statistics, the mirror's front page (web/index.html), which never hides the run's outcome."""
+    if command in ("sync", "stats") and not summary.get("dry_run") and cfg.web.is_dir():
+        try:
+            from .frontpage import write_front_page
+            from .status import read_status
+
+            write_front_page(cfg.web, read_status(cfg))
+        except Exception as exc:  # the front page is for people; the run's result stands
+            log.warning("event=front-page-failed error=%r", str(exc))
     if not cfg.metrics.textfile_directory:
         return
     from .metrics import record_run

@@ -558,3 +558,16 @@ def test_workers_bounds_the_connections_to_upstream(index_tree: IndexTree, tmp_p
         assert summary["files"]["downloaded"] == 120
         assert server.peak_connections <= 3, server.peak_connections
         assert server.connections_accepted <= 3 * 2, server.connections_accepted  # reused, not one per request
+
+
+def test_a_sync_writes_the_front_page_with_its_numbers(index_tree: IndexTree, upstream, tmp_path: Path, mirror_dir: Path) -> None:
+    populate(index_tree)
+    cfg = write_config(tmp_path / "m.yml", upstream.url, mirror_dir, projects=["alpha"])
+    rc, summary, _ = run_cli(cfg, "sync")
+    assert rc == 0, summary
+    page = (mirror_dir / "web" / "index.html").read_text()
+    assert f"<tr><th>Projects</th><td>{summary['projects']['total']}</td></tr>" in page
+    assert f"<tr><th>Files</th><td>{summary['files']['total']}</td></tr>" in page
+    assert "pip install --index-url" in page and "uv.toml" in page
+    rc, plan, _ = run_cli(cfg, "sync", "--dry-run")
+    assert rc == 0 and (mirror_dir / "web" / "index.html").read_text() == page  # a dry run writes nothing
