@@ -33,13 +33,15 @@ def link_lines(res: LatencyResults) -> list[str]:
     ]
     if connects:
         worst = max(connects)
+        p99 = max(r.connect_ms["p99"] for r in res.runs if r.connect_ms)
         out.append(f"- under load (a probe connects every 0.5 s during every run, {sum(r.connect_ms.get('n', 0) for r in res.runs if r.connect_ms):,} probes): "
-                   f"TCP connect median {min(medians):.1f}–{max(medians):.1f} ms per run, worst **{worst:.1f} ms** "
-                   f"(the worst added delay: {worst - res.rtt_ms:+.1f} ms over the set round trip, queueing in tbf included)")
+                   f"TCP connect median {min(medians):.1f}–{max(medians):.1f} ms per run, p99 at most {p99:.1f} ms, worst **{worst:.1f} ms** "
+                   f"(the worst added delay: {worst - res.rtt_ms:+.1f} ms over the set round trip; it includes queueing in tbf behind "
+                   "the tool's downloads and the probing thread's own wait for a CPU)")
     if holds:
         packets = sum(int(r.link.get("packets", 0)) for r in res.runs)
         late = [sum(int(r.link.get(k, 0)) for r in res.runs) for k in ("late_1ms", "late_5ms", "late_20ms")]
-        out.append(f"- the delay program held {packets:,} packets {res.rtt_ms:g} ms each (from the kernel's receive stamp); "
+        out.append(f"- the delay program held {packets:,} packets {res.rtt_ms:g} ms each (from the kernel's receive stamp, released in 1 ms batches: +-0.5 ms); "
                    f"held more than 1 / 5 / 20 ms too long: {late[0]:,} / {late[1]:,} / {late[2]:,}; longest hold {max(holds):.2f} ms, "
                    f"read by the program only after they were due: {read_late}; packets dropped or lost by the queue: {drops}; "
                    f"the program's CPU: {sum(float(r.link.get('delay_cpu_s', 0)) for r in res.runs):.1f} s over all runs")
