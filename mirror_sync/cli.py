@@ -293,9 +293,10 @@ def _write_metrics(cfg: Config, command: str, summary: dict[str, Any]) -> None:
     if command in ("sync", "stats") and not summary.get("dry_run") and cfg.web.is_dir():
         try:
             from .frontpage import write_front_page
+            from .stats import output_directory
             from .status import read_status
 
-            write_front_page(cfg.web, read_status(cfg))
+            write_front_page(cfg.web, read_status(cfg), stats_summary=output_directory(cfg) / "summary.json")
         except Exception as exc:  # the front page is for people; the run's result stands
             log.warning("event=front-page-failed error=%r", str(exc))
     if not cfg.metrics.textfile_directory:
