@@ -220,3 +220,64 @@ def test_front_page_renders_in_chromium(tmp_path: Path) -> None:
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_the_page_a_sync_writes_renders_in_chromium_with_its_numbers(tmp_path: Path) -> None:
+    """End to end: a sync from a loopback upstream, downloads through the role's nginx vhost,
+    `mirror-sync stats` over its access log; Chromium loads / from nginx and shows the sync's
+    numbers and a bar for each downloaded project."""
+    browser = _chromium()
+    if browser is None or not Path("/usr/sbin/nginx").exists():
+        pytest.skip("needs Debian's chromium and nginx (apt-get install chromium nginx-light)")
+    import json
+    import urllib.request
+
+    from tests.support.index_tree import IndexTree
+    from tests.support.upstream_server import UpstreamServer
+    from tests.syncutil import run_cli, write_config
+    from tests.test_nginx_vhost import Nginx, free_port, render_vhost
+
+    tree = IndexTree(tmp_path / "upstream")
+    for name in ("alpha", "beta", "gamma"):
+        tree.add_wheel(name, "1.0")
+    tree.write()
+    mirror = tmp_path / "mirror"
+    logs = tmp_path / "nginx-base" / "logs"
+    with UpstreamServer(tree.root) as upstream:
+        cfg = write_config(tmp_path / "m.yml", upstream.url, mirror, projects=["alpha", "beta", "gamma"],
+                           statistics={"access_log_pattern": str(logs / "access.log*")})
+        rc, summary, _ = run_cli(cfg, "sync")
+    assert rc == 0, summary
+    port = free_port()
+    base = tmp_path / "nginx-base"
+    base.mkdir(exist_ok=True)
+    nginx = Nginx(base, render_vhost(base, mirror / "web", port), port)
+    nginx.start()
+    try:
+        # downloads, as pip makes them: alpha three times, beta once
+        for name, times in (("alpha", 3), ("beta", 1)):
+            page = json.loads(urllib.request.urlopen(urllib.request.Request(
+                f"{nginx.base_url}/simple/{name}/", headers={"Accept": "application/vnd.pypi.simple.v1+json"})).read())
+            url = f"{nginx.base_url}/simple/{name}/" + page["files"][0]["url"]
+            for _ in range(times):
+                urllib.request.urlopen(urllib.request.Request(url, headers={"User-Agent": "pip/24.0"})).read()
+        nginx.stop()  # flush the access log
+        rc, stats, err = run_cli(cfg, "stats")
+        assert rc == 0, (stats, err)
+        nginx.start()
+        common = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                  "--disable-background-networking", "--no-first-run", f"--user-data-dir={tmp_path}/profile"]
+        dom = subprocess.run([*common, "--dump-dom", nginx.base_url + "/"], capture_output=True, text=True,
+                             timeout=120, check=False)
+        assert dom.returncode == 0, dom.stderr[-2000:]
+        assert f"<tr><th>Projects</th><td>{summary['projects']['total']}</td></tr>" in dom.stdout
+        assert f"<tr><th>Files</th><td>{summary['files']['total']}</td></tr>" in dom.stdout
+        assert "Most downloaded projects" in dom.stdout
+        top = dom.stdout.split("Most downloaded projects", 1)[1]
+        assert top.index("alpha") < top.index("beta")  # alpha, downloaded most, comes first
+        shot = tmp_path / "front.png"
+        subprocess.run([*common, "--window-size=900,1400", f"--screenshot={shot}", nginx.base_url + "/"],
+                       capture_output=True, timeout=120, check=True)
+        shutil.copyfile(shot, "/tmp/pypi-mirror-front-page-after-sync.png")  # for a person to look at
+    finally:
+        nginx.stop()
