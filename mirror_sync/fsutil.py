@@ -339,6 +339,11 @@ def _inode_flags(path: Union[str, Path]) -> int:
         os.close(fd)
 
 
+def pinned(path: Union[str, Path]) -> bool:
+    """Whether `path` is immutable or append-only: it can be neither renamed nor removed."""
+    return bool(_inode_flags(path) & (FS_IMMUTABLE_FL | FS_APPEND_FL))
+
+
 def unwritable_reason(path: Union[str, Path]) -> str:
     """Why the existing `path` cannot be written, as the end of a sentence naming it."""
     flags = _inode_flags(path)

@@ -32,7 +32,7 @@ from typing import Any, Iterator, Optional, Union
 
 from .config import Config
 from .errors import FilesystemError, HostileDataError, MirrorSyncError
-from .fsutil import Flusher, MirrorLock, raise_if_full, unwritable_reason, write_atomic
+from .fsutil import Flusher, MirrorLock, pinned, raise_if_full, unwritable_reason, write_atomic
 from .metadata import requires_dist
 from .models import MirroredFile
 from .names import canonical_project, check_filename, check_sha256, package_path, version_of
@@ -311,8 +311,10 @@ def read_root(simple: Path) -> tuple[Optional[int], dict[str, str]]:
     names: dict[str, str] = {}
     for entry in entries if isinstance(entries, list) else []:
         name = entry.get("name") if isinstance(entry, dict) else None
+        if not isinstance(name, str):
+            continue
         try:
-            names[canonical_project(name)] = name  # type: ignore[arg-type]
+            names[canonical_project(name)] = name
         except HostileDataError:
             continue
     return (serial if type(serial) is int and serial >= 0 else None), names
@@ -337,6 +339,9 @@ class Rebuilder:
         started = time.time()
         if not cfg.simple_dir.is_dir():
             raise MirrorSyncError(f"{cfg.simple_dir} does not exist: there is no mirror to rebuild the state from")
+        for path in _sidecars(cfg.state_path):  # it is moved aside at the end: find out now if it cannot be
+            if pinned(path):
+                raise FilesystemError(f"{path} {unwritable_reason(path)}, so it cannot be moved aside for the rebuilt state")
         with MirrorLock(cfg.lock_path):
             return self._run_locked(started)
 

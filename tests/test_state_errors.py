@@ -21,9 +21,11 @@ from tests.syncutil import run_cli, write_config
 
 
 def web_snapshot(mirror: Path) -> dict[str, str]:
-    """Every file under web/ with the sha256 of its bytes."""
+    """Every file of the mirror (pages and files under web/simple and web/packages) with the
+    sha256 of its bytes; the front page and the statistics beside them are rewritten by every run."""
     web = mirror / "web"
-    return {str(p.relative_to(web)): hashlib.sha256(p.read_bytes()).hexdigest() for p in web.rglob("*") if p.is_file()}
+    return {str(p.relative_to(web)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for top in ("simple", "packages") for p in (web / top).rglob("*") if p.is_file()}
 
 
 def build(tree: IndexTree, projects: int = 30) -> None:
@@ -188,18 +190,22 @@ def test_the_sentences_name_the_cause() -> None:
 
 def fill(mount: Path) -> None:
     """Fill the file system to its last block (and its last inode, on tmpfs's terms)."""
-    with open(mount / "filler", "wb") as fh:
+    def write_until_full(path: Path, chunk: int) -> bool:
+        """True when the first write already failed."""
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
-            while True:
-                fh.write(b"\0" * 65536)
-                fh.flush()
-        except OSError:
-            pass
+            for written in range(1 << 20):  # bounded: 64 GiB at most
+                try:
+                    os.write(fd, b"\0" * chunk)
+                except OSError:
+                    return written == 0
+            return False
+        finally:
+            os.close(fd)
+
+    write_until_full(mount / "filler", 65536)
     for i in range(100_000):  # the blocks a large write could not take
-        try:
-            with open(mount / f"filler-{i}", "wb") as fh:
-                fh.write(b"\0" * 512)
-        except OSError:
+        if write_until_full(mount / f"filler-{i}", 512):
             break
     st = os.statvfs(mount)
     assert st.f_bavail * st.f_frsize < 64 * 1024, st
@@ -246,6 +252,13 @@ def test_a_full_disk_is_exit_5_and_one_sentence(index_tree: IndexTree, upstream:
     index_tree.add_wheel("proj-02", "2.0")
     index_tree.write()
     before = web_snapshot(mirror)
+    # no connection is open: the empty -wal and the -shm that a reader leaves go, so that sqlite
+    # itself meets the full disk when it needs them again (as after a reboot)
+    for side in ("-wal", "-shm"):
+        sidecar = Path(f"{mirror / 'state.sqlite'}{side}")
+        if sidecar.exists():
+            assert side == "-shm" or sidecar.stat().st_size == 0
+            sidecar.unlink()
     fill(small_disk)
     for args in (("sync",), ("verify", "--repair"), ("status",)):
         rc, summary, stderr = run_cli(cfg, *args)
@@ -372,3 +385,19 @@ def test_rebuild_state_is_in_the_help() -> None:
     out = sp.run([sys.executable, "-m", "mirror_sync", "-c", "x", "--help"], capture_output=True, text=True,
                  cwd=REPO, timeout=60).stdout
     assert "rebuild-state" in out
+
+
+@pytest.mark.root
+def test_rebuild_state_refuses_an_immutable_state_before_it_starts(synced) -> None:
+    cfg, mirror, _tree = synced
+    state = mirror / "state.sqlite"
+    make_immutable(state)
+    try:
+        rc, summary, stderr = run_cli(cfg, "rebuild-state")
+        assert rc == 5
+        sentence = assert_one_sentence(stderr, summary)
+        assert "immutable" in sentence and f"chattr -i {state}" in sentence and "moved aside" in sentence
+        assert not (mirror / "state.sqlite.rebuild").exists()
+    finally:
+        undo(state)
+    assert run_cli(cfg, "rebuild-state")[0] == 0
