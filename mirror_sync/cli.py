@@ -8,6 +8,7 @@ import os
 import signal
 import sqlite3
 import sys
+import time
 from types import FrameType
 from typing import Any, Callable, Optional, Sequence
 
@@ -287,10 +288,24 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return 0 if summary.get("ok", True) else 1
 
 
+FRONT_PAGE_MAX_AGE = 3600.0  # a run that changed nothing refreshes an older front page only
+
+
+def _front_page_current(cfg: Config, command: str, summary: dict[str, Any]) -> bool:
+    """A sync that succeeded and changed nothing writes nothing, the front page included, while
+    the page is under an hour old (its "last sync" line then lags by less than that)."""
+    if command != "sync" or not summary.get("ok") or summary.get("changed") is not False:
+        return False
+    try:
+        return time.time() - (cfg.web / "index.html").stat().st_mtime < FRONT_PAGE_MAX_AGE
+    except OSError:
+        return False
+
+
 def _write_metrics(cfg: Config, command: str, summary: dict[str, Any]) -> None:
     """After every run: the Prometheus textfile, when configured; and, after a sync or the
     statistics, the mirror's front page (web/index.html), which never hides the run's outcome."""
-    if command in ("sync", "stats") and not summary.get("dry_run") and cfg.web.is_dir():
+    if command in ("sync", "stats") and not summary.get("dry_run") and cfg.web.is_dir() and not _front_page_current(cfg, command, summary):
         try:
             from .frontpage import write_front_page
             from .stats import output_directory
