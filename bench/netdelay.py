@@ -189,11 +189,12 @@ def kernel_counters(queue: int) -> dict[str, int]:
 
 
 def wake_at(next_due: float, last_release: float, quantum: float) -> float:
-    """When to wake next: half a quantum before the next packet is due (a wake releases everything
-    due within half a quantum of it, so each hold is right to +-quantum/2 and right on average), and
-    never sooner than a quantum after the last release (at most one wake-up per quantum however
-    many packets flow: the program's CPU follows the quantum, not the packet rate)."""
-    return max(next_due - quantum / 2, last_release + quantum)
+    """When to wake next: when the next packet is due, but never sooner than a quantum after the
+    last release (at most one wake-up per quantum however many packets flow: the program's CPU
+    follows the quantum, not the packet rate). A wake releases everything due within half a quantum
+    of it, so on a busy link each hold is right to +-quantum/2 and right on average, and on a quiet
+    one a packet waits exactly its time."""
+    return max(next_due, last_release + quantum)
 
 
 class Delayer:
