@@ -37,7 +37,9 @@ def sync_measured(config: Path, timeout: float = 300) -> tuple[int, dict[str, An
     err, _, last = proc.stderr.rstrip().rpartition("\n")
     assert last.startswith("peak_rss_kb="), proc.stderr[-500:]
     assert "Traceback" not in err, err
-    return proc.returncode, json.loads(proc.stdout.strip().splitlines()[-1]), err, int(last.split("=")[1])
+    rss = int(last.split("=")[1])
+    print(f"peak_rss_mb={rss // 1024}")  # for the record (pytest -s shows it)
+    return proc.returncode, json.loads(proc.stdout.strip().splitlines()[-1]), err, rss
 
 
 @functools.lru_cache(maxsize=None)
