@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
 import subprocess
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -30,7 +28,7 @@ from .measure import RunResult, clean_env, run_measured
 from .netns import PROBE_PORT, Link, Probe, probe_once, summary
 from .nginx import Nginx
 from .scenarios import run_problems
-from .scratchfs import ScratchFs
+from .scratchfs import ScratchFs, in_work_directory
 from .upstream import Shape, Upstream
 from .wheels import SizeModel
 
@@ -293,27 +291,13 @@ def run(opts: LatencyOptions, log: Callable[[str], None] = print) -> LatencyResu
             files = int(opts.projects * 2 * opts.wheels_per_release)
             with ScratchFs(files * (1 + mirrors), opts.workdir, data_bytes=int(estimate_bytes(opts) * (1 + mirrors) * 1.3)) as mnt:
                 log(f"work directory on a fresh ext4 file system ({mnt})")
-                return _run_in(opts, mnt, log, "fresh ext4 on a loop device")
+                return in_work_directory(mnt, opts.keep, log, "fresh ext4 on a loop device", lambda w: _run(opts, w, log))
         log(f"work directory on the existing file system: no fresh ext4 ({why_not})")
-    return _run_in(opts, opts.workdir, log, "existing file system")
+    return in_work_directory(opts.workdir, opts.keep, log, "existing file system", lambda w: _run(opts, w, log))
 
 
 class SkipScenario(Exception):
     """The latency scenario cannot run on this host (the message says why)."""
-
-
-def _run_in(opts: LatencyOptions, parent: Optional[Path], log: Callable[[str], None], fs_note: str) -> LatencyResults:
-    work = Path(tempfile.mkdtemp(prefix="mirror-bench-", dir=parent))
-    os.chmod(work, 0o755)  # nginx workers run as nobody
-    try:
-        res = _run(opts, work, log)
-        res.filesystem = f"{fs_note}, {system.filesystem_of(work)}"
-        return res
-    finally:
-        if opts.keep:
-            log(f"kept the work directory {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
 
 
 def _run(opts: LatencyOptions, work: Path, log: Callable[[str], None]) -> LatencyResults:

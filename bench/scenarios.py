@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +15,7 @@ from .compare import compare
 from .measure import RunResult, clean_env, run_measured
 from .nginx import Nginx, free_port
 from .profile import PySpy
-from .scratchfs import ScratchFs
+from .scratchfs import ScratchFs, in_work_directory
 from .report import Results
 from .upstream import Shape, Upstream
 from .wheels import SizeModel
@@ -168,23 +166,9 @@ def run(opts: Options, log: Callable[[str], None] = print) -> Results:
             data = files * 180_000 * 3 if opts.sizes.kind == "lognormal" else 0  # upstream + two mirrors
             with ScratchFs(files, opts.workdir, data_bytes=data) as mountpoint:
                 log(f"work directory on a fresh ext4 file system ({mountpoint})")
-                return _run_in(opts, mountpoint, log, "fresh ext4 on a loop device")
+                return in_work_directory(mountpoint, opts.keep, log, "fresh ext4 on a loop device", lambda w: _run(opts, w, log))
         log(f"work directory on the existing file system: no fresh ext4 ({why_not})")
-    return _run_in(opts, opts.workdir, log, "existing file system")
-
-
-def _run_in(opts: Options, parent: Optional[Path], log: Callable[[str], None], fs_note: str) -> Results:
-    base_work = Path(tempfile.mkdtemp(prefix="mirror-bench-", dir=parent))
-    os.chmod(base_work, 0o755)  # nginx workers run as nobody
-    try:
-        results = _run(opts, base_work, log)
-        results.filesystem = f"{fs_note}, {system.filesystem_of(base_work)}"
-        return results
-    finally:
-        if opts.keep:
-            log(f"kept the work directory {base_work}")
-        else:
-            shutil.rmtree(base_work, ignore_errors=True)
+    return in_work_directory(opts.workdir, opts.keep, log, "existing file system", lambda w: _run(opts, w, log))
 
 
 def _run(opts: Options, work: Path, log: Callable[[str], None]) -> Results:

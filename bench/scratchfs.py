@@ -12,7 +12,9 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional, Protocol, TypeVar
+
+from .system import filesystem_of
 
 BYTES_PER_FILE = 160 * 1024  # upstream tree + two mirrors, 4 KiB blocks, directories, headroom
 INODES_PER_FILE = 32
@@ -83,3 +85,27 @@ def _run(cmd: list[str]) -> None:
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     if res.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed: {res.stderr.strip()[:300]}")
+
+
+class _HasFilesystem(Protocol):
+    filesystem: str
+
+
+_R = TypeVar("_R", bound=_HasFilesystem)
+
+
+def in_work_directory(parent: Optional[Path], keep: bool, log: Callable[[str], None], fs_note: str,
+                      body: Callable[[Path], _R]) -> _R:
+    """Run `body` in a new work directory under `parent` (readable by nginx's workers, which run as
+    nobody), note on its result which file system it ran on, and remove it unless `keep`."""
+    work = Path(tempfile.mkdtemp(prefix="mirror-bench-", dir=parent))
+    os.chmod(work, 0o755)
+    try:
+        result = body(work)
+        result.filesystem = f"{fs_note}, {filesystem_of(work)}"
+        return result
+    finally:
+        if keep:
+            log(f"kept the work directory {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
