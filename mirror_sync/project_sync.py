@@ -117,7 +117,8 @@ class ProjectSyncer:
         self.dry_run = dry_run
         self.file_pool = file_pool
         # what this run learnt of files, shared by its threads (one project is on one thread at
-        # a time): downloads, metadata documents, Requires-Dist lines
+        # a time): downloads, metadata documents, Requires-Dist lines; kept from the closure
+        # walk's visits until the project's run (see _forget)
         self.fetched: dict[tuple[str, Optional[str]], Fetched] = {}
         self.metadata_docs: dict[tuple[str, Optional[str]], bytes] = {}
         self.requires: dict[tuple[str, Optional[str]], list[str]] = {}
@@ -186,17 +187,29 @@ class ProjectSyncer:
         selected, versions = self.selector.select(page, task.want)
         result.versions = versions
         jobs = match_previous(selected, task.previous)
-        if self.dry_run:
-            self._plan(task, jobs, result)
+        try:
+            if self.dry_run:
+                self._plan(task, jobs, result)
+                return result
+            for mirrored, fetched_bytes in self._map(lambda job: self._one_file(*job), jobs):
+                result.files.append(mirrored)
+                if fetched_bytes:
+                    result.downloaded += 1
+                    result.downloaded_bytes += fetched_bytes
+            result.files.sort(key=lambda f: f.filename)
+            self._stage_pages(page, result)
             return result
-        for mirrored, fetched_bytes in self._map(lambda job: self._one_file(*job), jobs):
-            result.files.append(mirrored)
-            if fetched_bytes:
-                result.downloaded += 1
-                result.downloaded_bytes += fetched_bytes
-        result.files.sort(key=lambda f: f.filename)
-        self._stage_pages(page, result)
-        return result
+        finally:
+            self._forget(selected)
+
+    def _forget(self, files: list[UpstreamFile]) -> None:
+        """A run syncs each project once: what it learnt of the project's files is not needed
+        again (a full mirror would otherwise keep every file's METADATA until the run ends)."""
+        for f in files:
+            key = _key(f)
+            self.fetched.pop(key, None)
+            self.metadata_docs.pop(key, None)
+            self.requires.pop(key, None)
 
     def _map(self, fn: Callable[[_Job], _T], jobs: list[_Job]) -> list[_T]:
         """`fn` over the jobs, on the file pool when several need a download."""

@@ -259,3 +259,26 @@ def test_within_reads_a_want_back_from_its_key() -> None:
     assert not Want({">=3"}).within(want.key())
     assert not Want({None}, {"slow"}).within(want.key())
     assert not want.within(None) and not want.within("garbage")
+
+
+def test_a_run_forgets_what_it_learnt_of_a_projects_files_once_it_is_synced(tmp_path: Path) -> None:
+    """The run-wide caches of files (downloads, METADATA, Requires-Dist) hold a project's entries
+    only until that project's run: a full mirror must not keep every file's metadata."""
+    from mirror_sync.project_sync import ProjectSyncer, ProjectTask
+
+    class NoUpstream:
+        def project(self, *a: object, **k: object) -> ProjectPage:
+            raise AssertionError("the page is given")
+
+    files = [wheel("p", "1.0"), wheel("p", "2.0")]
+    syncer = ProjectSyncer(NoUpstream(), None, Selector(config()), tmp_path / "web/simple", tmp_path / "web",  # type: ignore[arg-type]
+                           need_requires=True, fsync=False, dry_run=True)
+    for f in files:  # what a closure walk's visit would have left
+        key = (f.filename, f.sha256)
+        syncer.requires[key] = ["x"]
+        syncer.metadata_docs[key] = b"Metadata-Version: 2.1\n"
+    task = ProjectTask("p", "p", None, None, "s", [], None, None, page=page("p", files))
+    result = syncer.run(task)
+    assert sorted(f["filename"] for f in result.plan_fetch) == sorted(f.filename for f in files)
+    assert all(f.requires_dist == ["x"] for f in result.files)  # used while the project ran
+    assert syncer.requires == {} and syncer.metadata_docs == {} and syncer.fetched == {}
