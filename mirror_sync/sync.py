@@ -194,9 +194,10 @@ class Syncer:
             ok = not self.stats.failed
             # an allowlist reads no root: its serial is the newest of the projects it holds
             upstream_serial = root.serial if root is not None else self.stats.max_page_serial
-            serial = upstream_serial if ok else state.get_meta_int("mirror_serial")
             if root is None:
                 serial = max((s for _c, _d, s in state.root_entries() if s is not None), default=None)
+            else:
+                serial = root.serial if ok else state.get_meta_int("mirror_serial")
             if changed or not (cfg.simple_dir / "index.v1_json").is_file() or (ok and serial != state.get_meta_int("mirror_serial")):
                 publisher.publish_root(serial if serial is not None else upstream_serial)
             publisher.collect_garbage()
@@ -432,10 +433,8 @@ class _Runner:
         todo = (self._task(c, None, fingerprint) for c in names() if self._needs_sync(c, fingerprint))
         runner = choose_runner(self.make_syncer, self.sync.config.workers, count)
         try:
-            self._drive(runner, todo, count)
-        except BaseException:
-            abort_requests()  # a stop or a fatal error: threads still reading return at once
-            raise
+            with _aborting_on_exit():
+                self._drive(runner, todo, count)
         finally:
             runner.close()
 
@@ -580,10 +579,8 @@ class _Runner:
                     self.sync.stats.saw_serial(task.page.serial)
             self._check_installable(todo, requirements)
             if todo:
-                self._drive(runner, todo, len(todo))
-        except BaseException:
-            abort_requests()
-            raise
+                with _aborting_on_exit():
+                    self._drive(runner, todo, len(todo))
         finally:
             runner.close()
         return set(closure.wants) - gone, gone
@@ -607,8 +604,8 @@ class _Runner:
 
 @contextmanager
 def _aborting_on_exit() -> Iterator[None]:
-    """Inside a pool's `with`: an exception shuts the pool's requests down before the pool waits
-    for its threads."""
+    """A stop or a fatal error inside the block shuts down every request in flight, so that the
+    threads reading them return at once (before a pool or runner waits for its threads)."""
     try:
         yield
     except BaseException:
