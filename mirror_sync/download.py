@@ -15,7 +15,7 @@ import requests
 
 from .errors import HttpStatusError, IncompleteError, IntegrityError, NotFoundError, TooLargeError, UpstreamError
 from .fsutil import TempNames, make_dirs, raise_if_full, write_file
-from .http import DeadlineExceeded, HttpClient, HttpResponse
+from .http import DeadlineExceeded, HttpClient, HttpResponse, iter_capped
 from .names import package_path
 from .upstream import _short, public_url
 
@@ -79,12 +79,8 @@ class Downloader:
         """A small document (a .metadata file), checked against its sha256 when one is given."""
 
         def once() -> bytes:
-            data = bytearray()
             with self._get(url, what, self.client.deadline) as response:
-                for chunk in _body(response, what):
-                    data.extend(chunk)
-                    if len(data) > limit:
-                        raise TooLargeError(f"{what}: larger than {limit} bytes")
+                data = b"".join(_body(iter_capped(response, limit, what, CHUNK), what))
             if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
                 raise IntegrityError(f"{what}: sha256 does not match what upstream advertises")
             return bytes(data)
@@ -143,7 +139,7 @@ class Downloader:
                     # most wheels: read into memory (a compressed answer cannot inflate past the
                     # advertised size), checked before anything is written, then one write
                     parts = []
-                    for chunk in _body(response, what):
+                    for chunk in _body(response.iter_content(CHUNK), what):
                         written += len(chunk)
                         if written > cap:
                             raise IntegrityError(f"{what}: more bytes than the {cap} upstream advertises")
@@ -154,7 +150,7 @@ class Downloader:
                     mtime_ns = write_file(tmp, data, exclusive=True, fsync=self.fsync)
                     return written, digest.hexdigest(), tmp, data, mtime_ns
                 with open(tmp, "wb") as fh:  # large ones streamed, never held in memory
-                    for chunk in _body(response, what):
+                    for chunk in _body(response.iter_content(CHUNK), what):
                         written += len(chunk)
                         if written > cap:
                             raise IntegrityError(f"{what}: more bytes than the {cap} upstream advertises")
@@ -185,11 +181,11 @@ class Downloader:
             raise IntegrityError(f"file {filename}: sha256 does not match what upstream advertises")
 
 
-def _body(response: HttpResponse, what: str) -> Iterator[bytes]:
-    """The body's chunks; an answer that breaks off midway is an IncompleteError (worth another
+def _body(chunks: Iterator[bytes], what: str) -> Iterator[bytes]:
+    """A body's chunks; an answer that breaks off midway is an IncompleteError (worth another
     try), a passed deadline is not."""
     try:
-        yield from response.iter_content(CHUNK)
+        yield from chunks
     except DeadlineExceeded:
         raise
     except requests.RequestException as exc:
