@@ -78,13 +78,13 @@ def _run_verify(cfg: Config, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _run_status(cfg: Config, args: argparse.Namespace) -> dict[str, Any]:
-    from .status import read_status
+    from .observe.status import read_status
 
     return read_status(cfg)
 
 
 def _run_stats(cfg: Config, args: argparse.Namespace) -> dict[str, Any]:
-    from .stats import run_stats
+    from .observe.stats import run_stats
 
     return run_stats(cfg)
 
@@ -109,7 +109,7 @@ STATE_COMMANDS = ("sync", "verify", "status", "rebuild-state")
 def _human(summary: dict[str, Any]) -> str:
     command = summary.get("command")
     if command == "status":
-        from .status import format_status
+        from .observe.status import format_status
 
         return format_status(summary)
     if command == "sync":
@@ -307,16 +307,16 @@ def _write_metrics(cfg: Config, command: str, summary: dict[str, Any]) -> None:
     statistics, the mirror's front page (web/index.html), which never hides the run's outcome."""
     if command in ("sync", "stats") and not summary.get("dry_run") and cfg.web.is_dir() and not _front_page_current(cfg, command, summary):
         try:
-            from .frontpage import write_front_page
-            from .stats import output_directory
-            from .status import read_status
+            from .observe.frontpage import write_front_page
+            from .observe.stats import output_directory
+            from .observe.status import read_status
 
             write_front_page(cfg.web, read_status(cfg), stats_summary=output_directory(cfg) / "summary.json")
         except Exception as exc:  # the front page is for people; the run's result stands
             log.warning("event=front-page-failed error=%r", str(exc))
     if not cfg.metrics.textfile_directory:
         return
-    from .metrics import record_run
-    from .status import read_status
+    from .observe.metrics import record_run
+    from .observe.status import read_status
 
     record_run(cfg, command, summary, read_status(cfg))

@@ -1,4 +1,4 @@
-"""The mirror's front page (mirror_sync/frontpage.py): static HTML and inline SVG from the status and the
+"""The mirror's front page (mirror_sync/observe/frontpage.py): static HTML and inline SVG from the status and the
 download statistics. Rendered from plain dicts here; served by nginx and drawn by headless Chromium in
 test_front_page_renders_in_chromium when Debian's chromium is installed."""
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from mirror_sync.frontpage import (
+from mirror_sync.observe.frontpage import (
     PLACEHOLDER_ORIGIN,
     bar_chart_svg,
     daily_chart_svg,

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from mirror_sync import metrics
 from mirror_sync.config import config_from_mapping
-from mirror_sync.metrics import write_textfile
-from mirror_sync.stats import run_stats
+from mirror_sync.observe import metrics
+from mirror_sync.observe.metrics import write_textfile
+from mirror_sync.observe.stats import run_stats
 
 NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
 SAMPLE_RE = re.compile(rf"^(?P<name>{NAME})(?:\{{(?P<labels>[^}}]*)\}})? (?P<value>\S+)$")

@@ -23,11 +23,11 @@ from typing import Any, Iterator, Optional
 
 import pytest
 
-from mirror_sync import stats
 from mirror_sync.config import Config, config_from_mapping
 from mirror_sync.errors import ConfigError, LockedError, MirrorSyncError
-from mirror_sync.logparse import LineParser, Malformed, parse_filename
-from mirror_sync.stats import run_stats
+from mirror_sync.observe import stats
+from mirror_sync.observe.logparse import LineParser, Malformed, parse_filename
+from mirror_sync.observe.stats import run_stats
 
 UA = (
     "pip/24.0 {\\x22ci\\x22:null,\\x22cpu\\x22:\\x22x86_64\\x22,\\x22implementation\\x22:"

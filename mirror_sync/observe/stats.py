@@ -43,8 +43,8 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
-from .config import Config
-from .errors import ConfigError, FilesystemError, LockedError, MirrorSyncError
+from ..config import Config
+from ..errors import ConfigError, FilesystemError, LockedError, MirrorSyncError
 from .logparse import LineParser, Malformed
 
 log = logging.getLogger(__name__)

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Optional, Union
 
 if TYPE_CHECKING:
-    from .config import Config
+    from ..config import Config
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ def write_textfile(
     """Merge this run's metrics into ``directory/mirror_sync.prom``; return the file's path.
 
     ``summary`` is the command's JSON summary (README, "JSON summaries"; ``stats``: see
-    ``mirror_sync.stats.run_stats``); ``status`` the ``status --json`` object after the run, or None.
+    ``mirror_sync.observe.stats.run_stats``); ``status`` the ``status --json`` object after the run, or None.
     """
     directory = Path(directory)
     path = directory / FILENAME

@@ -5,8 +5,8 @@ import time
 from datetime import datetime, timezone
 from typing import Any, Optional
 
-from .config import Config
-from .state import State, meta_int
+from ..config import Config
+from ..state import State, meta_int
 
 
 def _parse_ts(value: Optional[str]) -> Optional[float]:
