@@ -1,4 +1,4 @@
-"""File-system helpers: atomic writes, flushing, the lock, and the preflight check."""
+"""File-system helpers: atomic writes, flushing, file locks (the mirror's among them), and the preflight check."""
 from __future__ import annotations
 
 import ctypes
@@ -82,15 +82,21 @@ def _mkdir(path: str) -> None:
         raise
 
 
-def write_atomic(path: Union[str, Path], data: bytes, fsync: bool, also: Optional[Union[str, Path]] = None) -> None:
-    """Write to a temp file beside `path`, then rename over it; `also` gets the same bytes as a
-    hard link (index.v1_html beside index.html)."""
+def write_atomic(
+    path: Union[str, Path], data: bytes, fsync: bool, also: Optional[Union[str, Path]] = None, *, mode: Optional[int] = None
+) -> None:
+    """Write to a temp file beside `path`, then rename over it: a reader sees the old file or the
+    new one, never a part. `also` gets the same bytes as a hard link (index.v1_html beside
+    index.html); `mode` sets the permission bits whatever the umask (a file another user's daemon
+    reads). A full disk is a FilesystemError naming the path; nothing is left behind."""
     path = os.fspath(path)
     head, name = os.path.split(path)
     tmp = os.path.join(head, f".{name}.tmp.{os.getpid()}.{threading.get_ident()}")
     tmp_also = tmp + ".2"
     try:
         write_file(tmp, data, fsync=fsync)
+        if mode is not None:
+            os.chmod(tmp, mode)
         if also is not None:
             os.link(tmp, tmp_also)
             os.replace(tmp_also, also)
@@ -181,6 +187,63 @@ def held_lock_fds() -> frozenset[int]:
     return frozenset(_HELD_LOCKS)
 
 
+def acquire(fd: int, *, shared: bool = False, wait: bool = False) -> bool:
+    """flock(2) the open file `fd` (exclusive, or `shared`); False when another open file holds
+    it (never with `wait`, which blocks instead). A held lock is registered so that a forked child
+    closes its copy; give it back with :func:`release`. Other errors (no flock on that file
+    system) raise OSError."""
+    op = (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | (0 if wait else fcntl.LOCK_NB)
+    try:
+        fcntl.flock(fd, op)
+    except OSError as exc:
+        if not wait and exc.errno in (errno.EAGAIN, errno.EACCES):
+            return False
+        raise
+    _HELD_LOCKS.add(fd)
+    return True
+
+
+def release(fd: int) -> None:
+    """Unlock and close a file locked with :func:`acquire`."""
+    _HELD_LOCKS.discard(fd)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def try_lock(path: Path, *, shared: bool = False, wait: bool = False, create: bool = False) -> Optional[int]:
+    """Open `path` (a file, or a directory) and lock it: its fd while held, for :func:`release`;
+    None when another process holds it or, without `create`, when there is no such file."""
+    flags = os.O_CLOEXEC | (os.O_RDWR | os.O_CREAT if create else os.O_RDONLY)
+    try:
+        fd = os.open(path, flags, 0o666)
+    except FileNotFoundError:
+        if create:
+            raise
+        return None
+    try:
+        held = acquire(fd, shared=shared, wait=wait)
+    except BaseException:
+        os.close(fd)
+        raise
+    if not held:
+        os.close(fd)
+        return None
+    return fd
+
+
+@contextmanager
+def file_lock(path: Path, *, shared: bool = False, wait: bool = False, create: bool = False) -> Iterator[bool]:
+    """:func:`try_lock` for the block: True while held, False when it could not be had."""
+    fd = try_lock(path, shared=shared, wait=wait, create=create)
+    try:
+        yield fd is not None
+    finally:
+        if fd is not None:
+            release(fd)
+
+
 def _read_holder(fd: int) -> str:
     try:
         return os.pread(fd, 64, 0).decode("ascii", "replace").strip()
@@ -205,20 +268,20 @@ class MirrorLock:
                 f"cannot open the lock file {self.path} ({exc.strerror}); {_fix(self.path)}"
             ) from None
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            held = acquire(fd)
         except OSError as exc:
+            os.close(fd)
+            raise FilesystemError(f"cannot lock {self.path} ({exc.strerror}); the mirror needs a local file system that supports flock") from None
+        if not held:
             holder = _read_holder(fd)
             os.close(fd)
-            if exc.errno in (errno.EAGAIN, errno.EACCES):
-                who = f" (pid {holder})" if holder.isdigit() else ""
-                raise LockedError(f"another mirror-sync run{who} holds {self.path}; not starting a second one") from None
-            raise FilesystemError(f"cannot lock {self.path} ({exc.strerror}); the mirror needs a local file system that supports flock") from None
-        _HELD_LOCKS.add(fd)
+            who = f" (pid {holder})" if holder.isdigit() else ""
+            raise LockedError(f"another mirror-sync run{who} holds {self.path}; not starting a second one")
         try:
             os.ftruncate(fd, 0)
             os.pwrite(fd, str(os.getpid()).encode("ascii"), 0)
         except OSError as exc:
-            self._release(fd)
+            release(fd)
             raise_if_full(exc, self.path)
             raise FilesystemError(f"cannot write the lock file {self.path} ({exc.strerror}); {_fix(self.path)}") from None
         self.fd = fd
@@ -231,40 +294,22 @@ class MirrorLock:
                 os.ftruncate(fd, 0)
             except OSError:
                 pass
-            self._release(fd)
-
-    @staticmethod
-    def _release(fd: int) -> None:
-        _HELD_LOCKS.discard(fd)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-        finally:
-            os.close(fd)
+            release(fd)
 
 
 @contextmanager
 def shared_lock(path: Path) -> Iterator[bool]:
     """A shared flock on an existing lock file, without writing to it: True while held, False
-    when a run holds it exclusively (or there is no lock file yet)."""
+    when a run holds it exclusively (or there is no lock file yet, or no flock where it is)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        yield False
-        return
+        fd = try_lock(path, shared=True)
+    except OSError:
+        fd = None
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except OSError:
-            yield False
-            return
-        _HELD_LOCKS.add(fd)
-        try:
-            yield True
-        finally:
-            _HELD_LOCKS.discard(fd)
-            fcntl.flock(fd, fcntl.LOCK_UN)
+        yield fd is not None
     finally:
-        os.close(fd)
+        if fd is not None:
+            release(fd)
 
 
 @dataclass(frozen=True)

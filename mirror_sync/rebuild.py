@@ -30,7 +30,9 @@ from html import unescape
 from pathlib import Path
 from typing import Any, Iterator, Optional, Union
 
+from .clock import utc_iso, utc_stamp
 from .config import Config
+from .cores import usable_cores
 from .errors import FilesystemError, HostileDataError, MirrorSyncError
 from .fsutil import Flusher, MirrorLock, pinned, raise_if_full, unwritable_reason, write_atomic
 from .metadata import requires_dist
@@ -324,14 +326,10 @@ def _sidecars(path: Path) -> list[Path]:
     return [path, Path(f"{path}-wal"), Path(f"{path}-shm")]
 
 
-def _stamp() -> str:
-    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-
-
 class Rebuilder:
     def __init__(self, config: Config, threads: Optional[int] = None) -> None:
         self.config = config
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        cores = usable_cores()
         self.threads = threads or max(4, min(16, cores * 2))
 
     def run(self) -> dict[str, Any]:
@@ -398,7 +396,7 @@ class Rebuilder:
             ("upstream_serial", mirror_serial),
             ("local_serial", max_serial),
             ("upstream", cfg.upstream),
-            ("last_rebuild", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())),
+            ("last_rebuild", utc_iso(time.time())),
         ):
             state.set_meta(key, None if value is None else str(value))
         state.commit()
@@ -470,7 +468,7 @@ class Rebuilder:
         current = cfg.state_path
         aside: Optional[Path] = None
         if any(p.exists() or p.is_symlink() for p in _sidecars(current)):
-            aside = cfg.directory / f"{current.name}.before-rebuild-{_stamp()}"
+            aside = cfg.directory / f"{current.name}.before-rebuild-{utc_stamp()}"
             for old, new in zip(_sidecars(current), _sidecars(aside)):
                 if old.exists() or old.is_symlink():
                     try:

@@ -20,6 +20,7 @@ from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Optional, Protocol, Union
 
+from .cores import usable_cores
 from .errors import FilesystemError, MirrorSyncError
 from .project_sync import ProjectResult, ProjectSyncer, ProjectTask
 
@@ -232,7 +233,7 @@ class ProcessRunner:
 
 
 def choose_runner(make_syncer: MakeSyncer, workers: int, tasks: int) -> Runner:
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = usable_cores()
     processes = min(cores, workers)
     if processes > 1 and tasks >= PROCESS_THRESHOLD:
         return ProcessRunner(make_syncer, workers, processes)

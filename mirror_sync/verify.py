@@ -11,7 +11,9 @@ from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from itertools import islice
 from typing import Any, Callable, Iterable, Iterator, Optional, TypeVar
 
+from .clock import utc_iso
 from .config import Config
+from .cores import usable_cores
 from .download import Downloader, hash_file
 from .errors import MirrorSyncError
 from .fsutil import MirrorLock, write_atomic
@@ -21,7 +23,6 @@ from .models import MirroredFile
 from .project_sync import PAGE_NAMES
 from .render import project_html, project_json
 from .state import ProjectRow, State
-from .sync import utc_iso
 
 log = logging.getLogger("mirror_sync")
 
@@ -329,7 +330,7 @@ class Verifier:
 
     def _make_pool(self, state: State) -> Optional[ProcessPoolExecutor]:
         """Worker processes for a large mirror: hashing and walking are CPU- and syscall-bound."""
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        cores = usable_cores()
         if cores < 2 or state.totals()[1] < PARALLEL_VERIFY_FILES:
             return None
         from .runners import die_with_parent  # the workers never outlive the verify (kill -9)

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from mirror_sync.config import config_from_mapping
+from mirror_sync.errors import FilesystemError
 from mirror_sync.observe import metrics
 from mirror_sync.observe.metrics import write_textfile
 from mirror_sync.observe.stats import run_stats
@@ -211,7 +212,7 @@ def test_failed_write_leaves_old_file_and_no_temp(tmp_path: Path, monkeypatch: p
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(metrics.os, "replace", broken_replace)
-    with pytest.raises(OSError):
+    with pytest.raises(FilesystemError, match="is full"):  # one sentence, exit 5 (record_run only logs it)
         write_textfile(tmp_path, "stats", STATS, None)
     monkeypatch.undo()
     assert path.read_text() == before

@@ -14,6 +14,7 @@ from typing import Optional
 
 import pytest
 
+from mirror_sync.cores import usable_cores
 from tests.support.index_tree import IndexTree
 from tests.support.mirror_check import check_mirror
 from tests.support.upstream_server import UpstreamServer
@@ -27,10 +28,6 @@ def _env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
     env["PYTHONPATH"] = str(REPO)
     return env
-
-
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def session_processes(sid: int) -> dict[int, str]:
@@ -109,7 +106,7 @@ class Run:
 
 @pytest.fixture
 def big(index_tree: IndexTree, tmp_path: Path):
-    if _cores() < 2:
+    if usable_cores() < 2:
         pytest.skip("worker processes need two cores")
     large_upstream(index_tree)
     with UpstreamServer(index_tree.root) as server:
@@ -165,7 +162,7 @@ def test_sigterm_stops_a_large_run_with_143_and_one_sentence(big: UpstreamServer
     assert "event=project-failed" not in stderr  # the workers were stopped, not failed
     [line] = run.stdout().splitlines()
     assert json.loads(line) == {"command": "sync", "ok": False, "error": said[0][len("mirror-sync: "):],
-                                "exit_code": 143, "interrupted": True}
+                                "exit_code": 143, "interrupted": True, "kind": "interrupted"}
     check_mirror(mirror)
     rc, status, _ = run_cli(cfg, "status")
     assert rc == 0 and status["last_result"] == "interrupted"
@@ -264,7 +261,7 @@ raise SystemExit(main(sys.argv[1:]))
 def test_sigkill_of_a_verify_leaves_no_worker(index_tree: IndexTree, upstream: UpstreamServer, tmp_path: Path) -> None:
     """verify hashes in worker processes too: they die with it. A FIFO in place of a file holds
     a worker in open(2) for as long as the test wants."""
-    if _cores() < 2:
+    if usable_cores() < 2:
         pytest.skip("worker processes need two cores")
     for i in range(20):
         index_tree.add_wheel(f"p{i:02d}", "1.0")

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import html
 import json
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
+
+from ..clock import utc_iso
+from ..fsutil import write_atomic
 
 PLACEHOLDER_HOST = "MIRROR-HOST"
 PLACEHOLDER_ORIGIN = f"http://{PLACEHOLDER_HOST}"
@@ -204,7 +205,7 @@ default = true</pre>
 <table>{facts_html}</table>
 {policy_html}
 {stats_html}
-<p class="note">Page written {now.strftime('%Y-%m-%dT%H:%M:%SZ')} by mirror-sync. The index: <a href="simple/">simple/</a>.</p>
+<p class="note">Page written {utc_iso(now.timestamp())} by mirror-sync. The index: <a href="simple/">simple/</a>.</p>
 {script}
 </body></html>
 """
@@ -225,16 +226,7 @@ def write_front_page(web: Path, status: Mapping[str, Any], *, stats_summary: Pat
     stats = _read_json(stats_summary or web / "stats" / "summary.json")
     text = render_front_page(status, stats, index_url=index_url, policy=policy)
     target = web / "index.html"
-    fd, tmp = tempfile.mkstemp(prefix=".index.html.", dir=web)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_atomic(target, text.encode("utf-8"), fsync=False, mode=0o644)  # nginx serves it
     return target
 
 

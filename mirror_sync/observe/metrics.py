@@ -10,23 +10,24 @@ to alert on). A ``--dry-run`` changes nothing and is not recorded; ``status`` on
 mirror-state gauges.
 
 The file is written to a temporary name in the same directory (which the collector ignores: it does
-not end in ``.prom``), fsynced and renamed over the old one, under an flock of the directory so two
-commands finishing at once do not lose each other's update.
+not end in ``.prom``), fsynced and renamed over the old one (``fsutil.write_atomic``), under an flock
+of the directory (``fsutil.file_lock``) so two commands finishing at once do not lose each other's
+update.
 """
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import logging
 import math
 import os
 import re
-import tempfile
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, Union
+
+from ..clock import parse_utc_iso
+from ..errors import FilesystemError
+from ..fsutil import file_lock, write_atomic
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -112,7 +113,9 @@ def record_run(
         return write_textfile(directory, command, summary, status)
     except OSError as exc:
         log.warning("event=metrics_failed directory=%s error=%r", directory, exc.strerror or str(exc))
-        return None
+    except FilesystemError as exc:  # a full disk
+        log.warning("event=metrics_failed directory=%s error=%r", directory, str(exc))
+    return None
 
 
 def write_textfile(
@@ -142,14 +145,14 @@ def write_textfile(
         state = _state_samples(command, summary, status)
     replaced = {command} | ({STATE} if state else set())
     new.update(state)
-    with _directory_lock(directory):
+    with file_lock(directory, wait=True):  # held for milliseconds by another mirror-sync command
         old = read_textfile(path)
         keep = {k: v for k, v in old.items() if _owner(k) not in replaced}
         success_key = ("mirror_sync_last_success_timestamp_seconds", (("command", command),))
         if success_key not in new and success_key in old:
             keep[success_key] = old[success_key]  # a failed run: the last success stays what it was
         keep.update(new)
-        _write_atomic(path, render(keep))
+        write_atomic(path, render(keep).encode("utf-8"), fsync=True, mode=0o644)  # node_exporter runs as its own user
     return path
 
 
@@ -163,12 +166,8 @@ def _owner(key: tuple[str, Labels]) -> str:
 
 def _finished(summary: dict[str, Any], default: float) -> float:
     raw = summary.get("finished")
-    if isinstance(raw, str):
-        try:
-            return datetime.strptime(raw, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()
-        except ValueError:
-            pass
-    return default
+    when = parse_utc_iso(raw) if isinstance(raw, str) else None
+    return default if when is None else when
 
 
 def _num(value: Any) -> Optional[Number]:
@@ -351,26 +350,3 @@ def _parse_labels(text: str) -> Optional[Labels]:
     return None
 
 
-@contextlib.contextmanager
-def _directory_lock(directory: Path) -> Iterator[None]:
-    fd = os.open(str(directory), os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)  # held for milliseconds by another mirror-sync command
-        yield
-    finally:
-        os.close(fd)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=str(path.parent), prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, 0o644)  # node_exporter runs as its own user
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise

@@ -23,28 +23,27 @@ today, UTC, and of all time). Every file is written to a temporary name and rena
 from __future__ import annotations
 
 import bz2
-import contextlib
 import errno
-import fcntl
-import gzip
 import glob
+import gzip
 import io
 import json
 import logging
 import lzma
 import os
 import sqlite3
-import tempfile
 import time
 import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Optional
 
+from ..clock import utc_iso
 from ..config import Config
 from ..errors import ConfigError, FilesystemError, LockedError, MirrorSyncError
+from ..fsutil import file_lock, write_atomic
 from .logparse import LineParser, Malformed
 
 log = logging.getLogger(__name__)
@@ -446,17 +445,8 @@ def write_json_atomic(path: Path, data: Any, *, indent: Optional[int] = None) ->
     Readers never see a partial file. There is no fsync: the output is derived data, rebuilt from
     the state (delete the output directory and run ``stats`` again).
     """
-    fd, tmp = tempfile.mkstemp(dir=str(path.parent), prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump(data, out, indent=indent, separators=(",", ": ") if indent else (",", ":"))
-            out.write("\n")
-        os.chmod(tmp, 0o644)  # served by nginx: world-readable like the rest of web/
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    text = json.dumps(data, indent=indent, separators=(",", ": ") if indent else (",", ":")) + "\n"
+    write_atomic(path, text.encode("utf-8"), fsync=False, mode=0o644)  # served by nginx: world-readable like the rest of web/
 
 
 def _summary_report(state: StatsState, today: date) -> dict[str, Any]:
@@ -522,19 +512,6 @@ def log_files(config: Config) -> list[str]:
     return sorted(p for p in glob.glob(pattern) if os.path.isfile(p))
 
 
-@contextlib.contextmanager
-def _stats_lock(path: Path) -> Iterator[None]:
-    fd = os.open(str(path), os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise LockedError(f"another stats run holds {path}") from None
-        yield
-    finally:
-        os.close(fd)
-
-
 def run_stats(config: Config, *, today: Optional[date] = None) -> dict[str, Any]:
     """Count new access log lines into the state, write the JSON output, return the run's summary.
 
@@ -546,7 +523,10 @@ def run_stats(config: Config, *, today: Optional[date] = None) -> dict[str, Any]
     config.directory.mkdir(parents=True, exist_ok=True)
     run = _RunCounts(files_seen=len(files))
     state_path = config.directory / "stats.sqlite"
-    with _stats_lock(config.directory / ".stats.lock"):
+    lock_path = config.directory / ".stats.lock"
+    with file_lock(lock_path, create=True) as held:
+        if not held:
+            raise LockedError(f"another stats run holds {lock_path}")
         try:
             return _run_locked(config, state_path, files, outdir, run, started, today)
         except sqlite3.OperationalError as exc:
@@ -603,8 +583,8 @@ def _run_locked(
         "ok": not run.failures,
         "directory": str(config.directory),
         "output_directory": str(outdir),
-        "started": _iso(started),
-        "finished": _iso(finished),
+        "started": utc_iso(started),
+        "finished": utc_iso(finished),
         "duration_s": round(finished - started, 3),
         "files_seen": run.files_seen,
         "files_read": run.files_read,
@@ -626,9 +606,5 @@ def _run_locked(
     }
 
 
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _now_iso() -> str:
-    return _iso(time.time())
+    return utc_iso(time.time())

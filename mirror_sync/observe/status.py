@@ -2,20 +2,11 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
-from typing import Any, Optional
+from typing import Any
 
+from ..clock import parse_utc_iso
 from ..config import Config
 from ..state import State, meta_int
-
-
-def _parse_ts(value: Optional[str]) -> Optional[float]:
-    if not value:
-        return None
-    try:
-        return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()
-    except ValueError:
-        return None
 
 
 def read_status(config: Config) -> dict[str, Any]:
@@ -57,7 +48,7 @@ def read_status(config: Config) -> dict[str, Any]:
     out["mirror_serial"] = mirror_serial
     if upstream_serial is not None and mirror_serial is not None:
         out["lag_serials"] = max(0, upstream_serial - mirror_serial)
-    success = _parse_ts(meta.get("last_success"))
+    success = parse_utc_iso(meta.get("last_success"))
     out["lag_seconds"] = round(time.time() - success, 1) if success is not None else None
     out["projects"], out["files"], out["bytes"] = projects, files, size
     for key in ("last_failures", "last_downloaded", "last_downloaded_bytes", "last_deleted_files"):
