@@ -14,6 +14,20 @@ class ConfigError(MirrorSyncError):
     exit_code = 2
 
 
+class LocalPackageError(MirrorSyncError):
+    """One of the organisation's own distributions (the `local:` directory, `mirror-sync add`)
+    is not a valid wheel or sdist, or clashes with a file already there."""
+
+    exit_code = 2
+
+
+class AdvisoryError(MirrorSyncError):
+    """The advisory export (`advisories`: an OSV zip or directory) is missing, too large or
+    malformed: the run stops rather than mirror with a partial view of the advisories."""
+
+    exit_code = 2
+
+
 class LockedError(MirrorSyncError):
     """Another run holds the mirror's lock."""
 

@@ -210,12 +210,15 @@ def build_sdist(
     *,
     requires_dist: Iterable[str] = (),
     requires_python: Optional[str] = None,
+    archive: str = "tar.gz",
 ) -> tuple[str, bytes, bytes]:
-    """Build a ``.tar.gz`` sdist; return ``(filename, bytes, PKG-INFO bytes)``.
+    """Build an sdist (``archive`` "tar.gz", or "zip"); return ``(filename, bytes, PKG-INFO bytes)``.
 
     PKG-INFO is Metadata-Version 2.2 with no ``Dynamic`` fields, so its Requires-Dist is
     authoritative. The archive holds ``PKG-INFO``, a static ``pyproject.toml`` and the package.
     """
+    if archive not in ("tar.gz", "zip"):
+        raise ValueError(f"an sdist is a .tar.gz or a .zip, not {archive!r}")
     reqs = list(requires_dist)
     base = f"{dist_filename_name(name)}-{normalized_version(version)}"
     pkg_info = core_metadata(
@@ -226,6 +229,12 @@ def build_sdist(
         (f"{base}/pyproject.toml", _pyproject(name, version, reqs, requires_python)),
     ]
     members.extend((f"{base}/{path}", _as_bytes(c)) for path, c in _default_modules(name, version).items())
+    if archive == "zip":
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as zf:
+            for path, data in members:
+                _zip_write(zf, path, data)
+        return f"{base}.zip", buf.getvalue(), pkg_info
 
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tf:
