@@ -1,7 +1,12 @@
 """Publish synced projects in batches: make files durable, rename pages into place, commit the
-state, then collect what nothing links to any more. A client never sees a link to a missing file."""
+state, then collect what nothing links to any more. A client never sees a link to a missing file.
+
+The publisher is the only writer of pages under web/simple/: a sync's staged pages, the root, and
+the pages that `verify --repair` and `rebuild-state` write in place (after the files they link to)."""
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import shutil
@@ -11,8 +16,8 @@ from typing import Optional
 
 from .fsutil import Flusher, write_atomic
 from .project_sync import ProjectResult, ProjectTask
-from .render import root_html, root_json, serials_map
-from .state import State
+from .render import project_html, project_json, root_html, root_json, serials_map
+from .state import ProjectRow, State
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +127,30 @@ class Publisher:
             self.state.rollback()
             raise
 
+    def write_pages(self, name: str, html: bytes, js: bytes) -> None:
+        """Replace a project's published pages in place, each atomically: the JSON page, then
+        index.html and index.v1_html (one file, hard-linked). The files they link to must be on
+        disk already (repair and rebuild-state check or fetch them first)."""
+        directory = self.simple_dir / name
+        directory.mkdir(parents=True, exist_ok=True)
+        write_atomic(directory / "index.v1_json", js, self.fsync)
+        write_atomic(directory / "index.html", html, self.fsync, also=directory / "index.v1_html")
+
+    def republish(self, row: ProjectRow) -> None:
+        """Render a project's pages again from the state and write them over what is published
+        (verify --repair of a missing or corrupt page); the state then records what they hash to."""
+        files = self.state.files_of(row.name)
+        status = json.loads(row.status) if row.status else None
+        versions = json.loads(row.versions) if row.versions else []
+        html = project_html(row.display, files, status)
+        js = project_json(row.name, row.serial, files, versions, status)
+        self.write_pages(row.name, html, js)
+        self.state.set_page_hashes(row.name, hashlib.sha256(html).hexdigest(), hashlib.sha256(js).hexdigest())
+
+    def remove_pages(self, name: str) -> None:
+        """Remove the page directory of a project the state does not hold (verify --repair)."""
+        shutil.rmtree(self.simple_dir / name, ignore_errors=True)
+
     def publish_root(self, serial: Optional[int]) -> None:
         entries = self.state.root_entries()
         self.simple_dir.mkdir(parents=True, exist_ok=True)
@@ -139,7 +168,7 @@ class Publisher:
             if rel.startswith("simple/") and rel.endswith("/"):
                 name = rel[len("simple/"):-1]
                 if self.state.project(name) is None:
-                    shutil.rmtree(self.simple_dir / name, ignore_errors=True)
+                    self.remove_pages(name)
                 done.append(rel)
                 continue
             base = rel[: -len(".metadata")] if rel.endswith(".metadata") else rel

@@ -34,10 +34,11 @@ from .clock import utc_iso, utc_stamp
 from .config import Config
 from .cores import usable_cores
 from .errors import FilesystemError, HostileDataError, MirrorSyncError
-from .fsutil import Flusher, MirrorLock, pinned, raise_if_full, unwritable_reason, write_atomic
+from .fsutil import Flusher, MirrorLock, pinned, raise_if_full, unwritable_reason
 from .metadata import requires_dist
 from .models import MirroredFile
 from .names import canonical_project, check_filename, check_sha256, package_path, version_of
+from .publish import Publisher
 from .render import project_html, project_json
 from .state import State
 
@@ -373,6 +374,8 @@ class Rebuilder:
         rewritten = 0
         max_serial: Optional[int] = None
         pending: list[Checked] = []
+        # the publisher writes every page: the projects' rewritten ones, then the root
+        publisher = Publisher(state, cfg.web, flusher, fsync=cfg.fsync)
         root_serial, listed = read_root(cfg.simple_dir)
         for checked in self._checked(_project_dirs(cfg.simple_dir), listed):
             if checked.error is not None or checked.page is None:
@@ -386,9 +389,9 @@ class Rebuilder:
                 max_serial = checked.page.serial if max_serial is None else max(max_serial, checked.page.serial)
             pending.append(checked)
             if len(pending) >= BATCH:
-                rewritten += self._save(state, pending)
+                rewritten += self._save(state, publisher, pending)
                 pending = []
-        rewritten += self._save(state, pending)
+        rewritten += self._save(state, publisher, pending)
         mirror_serial = root_serial if root_serial is not None else max_serial
         state.begin()
         for key, value in (
@@ -400,10 +403,8 @@ class Rebuilder:
         ):
             state.set_meta(key, None if value is None else str(value))
         state.commit()
-        from .publish import Publisher
-
         # the root lists what the state holds: never a project whose pages were left out
-        Publisher(state, cfg.web, flusher, fsync=cfg.fsync).publish_root(mirror_serial)
+        publisher.publish_root(mirror_serial)
         projects, files, size = state.totals()
         return {
             "command": "rebuild-state",
@@ -434,16 +435,14 @@ class Rebuilder:
                 for fut in window:
                     fut.cancel()
 
-    def _save(self, state: State, batch: list[Checked]) -> int:
+    def _save(self, state: State, publisher: Publisher, batch: list[Checked]) -> int:
         """Rewrite the pages that differ from what the checked files make (their files are all
         on disk), then record the batch."""
         rewrites = [c for c in batch if c.rewrite is not None]
         for checked in rewrites:
             assert checked.rewrite is not None
             html, js = checked.rewrite
-            directory = self.config.simple_dir / checked.canonical
-            write_atomic(directory / PAGE_JSON, js, self.config.fsync)
-            write_atomic(directory / PAGE_HTML, html, self.config.fsync, also=directory / PAGE_V1_HTML)
+            publisher.write_pages(checked.canonical, html, js)
         if not batch:
             return 0
         state.begin()

@@ -260,6 +260,16 @@ class State:
             (upstream_serial, synced_at, name, upstream_serial),
         )
 
+    def set_page_hashes(self, name: str, html_sha256: str, json_sha256: str) -> None:
+        """What a project's published pages hash to now (their repair rewrote them), in one transaction."""
+        self.begin()
+        try:
+            self.db.execute("UPDATE projects SET html_sha256 = ?, json_sha256 = ? WHERE name = ?", (html_sha256, json_sha256, name))
+            self.commit()
+        except BaseException:
+            self.rollback()
+            raise
+
     def delete_project(self, name: str) -> list[str]:
         """Forget a project; returns the paths of its files (to be collected as garbage)."""
         paths = [r[0] for r in self.db.execute("SELECT path FROM files WHERE project = ?", (name,))]
@@ -284,6 +294,20 @@ class State:
 
     def file_paths(self) -> set[str]:
         return {r[0] for r in self.db.execute("SELECT path FROM files")}
+
+    def record_mtimes(self, mtimes: Iterable[tuple[str, int]]) -> None:
+        """Files found intact whose modification time moved (touched, or fetched again), as
+        (path, mtime_ns), in one transaction: the next verify hashes them only if it moves again."""
+        rows = [(mtime_ns, path) for path, mtime_ns in mtimes]
+        if not rows:
+            return
+        self.begin()
+        try:
+            self.db.executemany("UPDATE files SET mtime_ns = ? WHERE path = ?", rows)
+            self.commit()
+        except BaseException:
+            self.rollback()
+            raise
 
     def replace_files(self, project: str, files: Iterable[MirroredFile]) -> list[str]:
         """Set a project's files; returns the paths it no longer has."""

@@ -21,7 +21,7 @@ from .metadata import wheel_metadata
 from .http import HttpClient
 from .models import MirroredFile
 from .project_sync import PAGE_NAMES
-from .render import project_html, project_json
+from .publish import Publisher
 from .state import ProjectRow, State
 
 log = logging.getLogger("mirror_sync")
@@ -263,19 +263,21 @@ class Verifier:
                 downloader = (
                     Downloader(client, cfg.web, retries=cfg.retries, fsync=cfg.fsync, max_file_size=None) if client else None
                 )
+                # repair writes pages only through the publisher, after the files they link to
+                publisher = Publisher(state, cfg.web, None, fsync=cfg.fsync) if self.repair else None
                 self._pool = self._make_pool(state)
                 try:
                     referenced = self._check_files(state, downloader)
-                    self._check_pages(state)
+                    self._check_pages(state, publisher)
                     self._check_root(state)
                     self._check_orphans(referenced)
-                    self._check_orphan_pages(state)
+                    self._check_orphan_pages(state, publisher)
                 finally:
                     if self._pool is not None:
                         self._pool.shutdown(cancel_futures=True)
                         self._pool = None
-                if self.repair:
-                    self._repair_root(state)
+                if publisher is not None:
+                    publisher.publish_root(state.get_meta_int("mirror_serial"))
                 ok = not (self.missing or self.corrupt or self.orphans or self.failures) or (
                     self.repair and not self.failures
                 )
@@ -304,7 +306,7 @@ class Verifier:
     # -- files ----------------------------------------------------------------------------------
     def _check_files(self, state: State, downloader: Optional[Downloader]) -> set[str]:
         referenced: set[str] = set()
-        updates: list[tuple[int, str]] = []
+        updates: list[tuple[str, int]] = []  # (path, mtime_ns) of files found intact, or fetched again
         for f, (problem, mtime_ns, meta_problem) in self._file_checks(state):
             referenced.add(f.path)
             self.checked_files += 1
@@ -313,7 +315,7 @@ class Verifier:
             elif problem == "corrupt":
                 self.corrupt.append(f.path)
             elif problem == "touched" and mtime_ns is not None:
-                updates.append((mtime_ns, f.path))
+                updates.append((f.path, mtime_ns))
             if problem in ("missing", "corrupt") and downloader is not None:
                 self._refetch(f, downloader, updates)
             if f.metadata_sha256:
@@ -322,10 +324,7 @@ class Verifier:
                     (self.missing if meta_problem == "missing" else self.corrupt).append(f.path + ".metadata")
                     if downloader is not None:
                         self._repair_metadata(f, downloader)
-        if updates:
-            state.begin()
-            state.db.executemany("UPDATE files SET mtime_ns = ? WHERE path = ?", updates)
-            state.commit()
+        state.record_mtimes(updates)
         return referenced
 
     def _make_pool(self, state: State) -> Optional[ProcessPoolExecutor]:
@@ -365,7 +364,7 @@ class Verifier:
         for chunk, results in self._ordered_map(_check_chunk, chunks, web, self.full):
             yield from zip(chunk, results)
 
-    def _refetch(self, f: MirroredFile, downloader: Downloader, updates: list[tuple[int, str]]) -> None:
+    def _refetch(self, f: MirroredFile, downloader: Downloader, updates: list[tuple[str, int]]) -> None:
         target = self.config.web / f.path
         try:
             target.unlink()
@@ -379,7 +378,7 @@ class Verifier:
         if rel != f.path:  # cannot happen for a file fetched by its sha256; never publish a mismatch
             self.failures.append({"project": f.project, "file": f.filename, "error": "re-fetched file landed elsewhere"})
             return
-        updates.append((target.stat().st_mtime_ns, f.path))
+        updates.append((f.path, target.stat().st_mtime_ns))
         self.repaired += 1
 
     def _repair_metadata(self, f: MirroredFile, downloader: Downloader) -> None:
@@ -396,7 +395,7 @@ class Verifier:
         self.repaired += 1
 
     # -- pages ----------------------------------------------------------------------------------
-    def _check_pages(self, state: State) -> None:
+    def _check_pages(self, state: State, publisher: Optional[Publisher]) -> None:
         rows = list(state.projects())
         chunks = (rows[i : i + VERIFY_CHUNK] for i in range(0, len(rows), VERIFY_CHUNK))
         for chunk, results in self._ordered_map(_check_page_chunk, chunks, str(self.config.simple_dir)):
@@ -404,33 +403,9 @@ class Verifier:
                 self.checked_pages += 1
                 for page, kind in bad:
                     (self.missing if kind == "missing" else self.corrupt).append(f"simple/{row.name}/{page}")
-                if bad and self.repair:
-                    self._rewrite_pages(state, row)
-
-    def _rewrite_pages(self, state: State, row: ProjectRow) -> None:
-        import json
-
-        files = state.files_of(row.name)
-        status = json.loads(row.status) if row.status else None
-        versions = json.loads(row.versions) if row.versions else []
-        html = project_html(row.display, files, status)
-        js = project_json(row.name, row.serial, files, versions, status)
-        directory = self.config.simple_dir / row.name
-        directory.mkdir(parents=True, exist_ok=True)
-        for name, data in (("index.html", html), ("index.v1_html", html), ("index.v1_json", js)):
-            write_atomic(directory / name, data, self.config.fsync)
-        state.begin()
-        state.db.execute(
-            "UPDATE projects SET html_sha256 = ?, json_sha256 = ? WHERE name = ?",
-            (hashlib.sha256(html).hexdigest(), hashlib.sha256(js).hexdigest(), row.name),
-        )
-        state.commit()
-        self.repaired += 1
-
-    def _repair_root(self, state: State) -> None:
-        from .publish import Publisher
-
-        Publisher(state, self.config.web, None, fsync=self.config.fsync).publish_root(state.get_meta_int("mirror_serial"))
+                if bad and publisher is not None:  # the files they link to were checked (and fetched) first
+                    publisher.republish(row)
+                    self.repaired += 1
 
     def _check_root(self, state: State) -> None:
         import json
@@ -450,7 +425,7 @@ class Verifier:
             self.corrupt.append("simple/index.v1_json")
         self.checked_pages += 1
 
-    def _check_orphan_pages(self, state: State) -> None:
+    def _check_orphan_pages(self, state: State, publisher: Optional[Publisher]) -> None:
         simple = self.config.simple_dir
         if not simple.is_dir():
             return
@@ -458,10 +433,8 @@ class Verifier:
         for entry in sorted(simple.iterdir()):
             if entry.is_dir() and entry.name not in known:
                 self.orphans.append(f"simple/{entry.name}/")
-                if self.repair:
-                    import shutil
-
-                    shutil.rmtree(entry, ignore_errors=True)
+                if publisher is not None:
+                    publisher.remove_pages(entry.name)
                     self.removed += 1
 
     # -- orphans --------------------------------------------------------------------------------

@@ -1,6 +1,8 @@
 """The publisher's ordering guarantees, observed on the file system calls it makes."""
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 from pathlib import Path
@@ -41,4 +43,44 @@ def test_a_deleted_projects_page_goes_before_its_files(tmp_path: Path, monkeypat
     assert events[0] == "page zzz", events
     assert {e for e in events[1:] if e.startswith("file ")} >= {"file zzz-1.0.tar.gz", "file zzz-1.0-py3-none-any.whl"}
     assert not (web / "simple/zzz").exists() and not any((web / "packages").rglob("*.whl"))
+    state.close()
+
+
+def test_repair_rewrites_a_projects_pages_through_the_publisher_and_the_state_follows(tmp_path: Path) -> None:
+    web = tmp_path / "web"
+    state = State(tmp_path / "state.sqlite")
+    files = [_file("abc", "abc-1.0.tar.gz")]
+    state.begin()
+    state.save_project("abc", "ABC", 7, 7, None, "s", None, ["1.0"], "stale", "stale", 0.0)
+    state.replace_files("abc", files)
+    state.commit()
+    (web / "simple/abc").mkdir(parents=True)
+    (web / "simple/abc/index.html").write_text("damaged")
+    row = state.project("abc")
+    assert row is not None
+
+    Publisher(state, web, None, fsync=False).republish(row)
+
+    page = web / "simple/abc"
+    html, js = (page / "index.html").read_bytes(), (page / "index.v1_json").read_bytes()
+    assert b"abc-1.0.tar.gz" in html and b"ABC" in html
+    assert [f["filename"] for f in json.loads(js)["files"]] == ["abc-1.0.tar.gz"]
+    assert os.stat(page / "index.html").st_ino == os.stat(page / "index.v1_html").st_ino  # one file, two names
+    after = state.project("abc")
+    assert after is not None
+    assert (after.html_sha256, after.json_sha256) == (hashlib.sha256(html).hexdigest(), hashlib.sha256(js).hexdigest())
+    assert not [p.name for p in page.iterdir() if p.name.startswith(".")]  # no temporary file left
+    state.close()
+
+
+def test_record_mtimes_moves_only_the_named_files(tmp_path: Path) -> None:
+    state = State(tmp_path / "state.sqlite")
+    files = [_file("abc", "abc-1.0.tar.gz"), _file("abc", "abc-1.0-py3-none-any.whl")]
+    state.begin()
+    state.replace_files("abc", files)
+    state.commit()
+    state.record_mtimes([])  # nothing to record: no transaction
+    state.record_mtimes([(files[0].path, 123)])
+    assert {f.filename: f.mtime_ns for f in state.files_of("abc")} == {"abc-1.0.tar.gz": 123, "abc-1.0-py3-none-any.whl": 0}
+    assert not state.db.in_transaction
     state.close()
