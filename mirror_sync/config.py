@@ -18,6 +18,36 @@ from .pip_default import default_upstream
 if TYPE_CHECKING:  # imported where parsed: a configuration without requirements never loads the parser
     from packaging.requirements import Requirement
 
+# Every configuration key, a section's keys dotted (`statistics.output_directory`), with its default as the
+# parsed Config holds it: the one declaration the parser and Config take their defaults from, and that
+# tests/test_contract.py compares with the README's table, the Ansible module and the sync role.
+# None: left out, the key is unset (`directory` is required; `upstream` left out is the index pip would use).
+KEYS: dict[str, Any] = {
+    "directory": None,
+    "upstream": None,
+    "ca_bundle": None,
+    "workers": 8,
+    "timeout": 30.0,
+    "deadline": 600.0,  # seconds a request may take in all (a trickling answer fails after it)
+    "max_page_size": 64 * 1024**2,  # bytes a project page may have once decoded (real ones: < 8 MiB)
+    "max_root_size": 128 * 1024**2,  # bytes the root index may have once decoded (the real one: ~40 MB)
+    "retries": 5,
+    "projects": None,
+    "exclude": (),
+    "dependencies": True,
+    "environments": None,
+    "prereleases": True,
+    "latest": None,
+    "max_file_size": None,
+    "delete": True,
+    "max_delete_ratio": 0.2,
+    "fsync": True,
+    "statistics.access_log_pattern": None,
+    "statistics.output_directory": None,  # None: <directory>/web/stats
+    "metrics.textfile_directory": None,
+}
+SECTIONS = frozenset(key.split(".", 1)[0] for key in KEYS if "." in key)  # keys whose value is a mapping of keys
+
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 
@@ -36,13 +66,13 @@ class Environment:
 
 @dataclass(frozen=True)
 class StatisticsConfig:
-    access_log_pattern: Optional[str] = None
-    output_directory: Optional[str] = None  # default: <directory>/web/stats
+    access_log_pattern: Optional[str] = KEYS["statistics.access_log_pattern"]
+    output_directory: Optional[str] = KEYS["statistics.output_directory"]
 
 
 @dataclass(frozen=True)
 class MetricsConfig:
-    textfile_directory: Optional[str] = None
+    textfile_directory: Optional[str] = KEYS["metrics.textfile_directory"]
 
 
 @dataclass(frozen=True)
@@ -51,23 +81,23 @@ class Config:
     upstream: str
     directory: Path
     upstream_from_pip: bool = False  # `upstream` left out: the index pip would use (and pip's CA setting)
-    ca_bundle: Optional[Path] = None  # CA certificates to verify upstream with, instead of the system store
-    workers: int = 8
-    timeout: float = 30.0
-    deadline: float = 600.0  # seconds a request may take in all (a trickling answer fails after it)
-    max_page_size: int = 64 * 1024**2  # bytes a project page may have once decoded (real ones: < 8 MiB)
-    max_root_size: int = 128 * 1024**2  # bytes the root index may have once decoded (the real one: ~40 MB)
-    retries: int = 5
-    projects: Optional[tuple[Requirement, ...]] = None
-    exclude: tuple[Requirement, ...] = ()
-    dependencies: bool = True
-    environments: Optional[tuple[Environment, ...]] = None
-    prereleases: bool = True
-    latest: Optional[int] = None
-    max_file_size: Optional[int] = None
-    delete: bool = True
-    max_delete_ratio: float = 0.2
-    fsync: bool = True
+    ca_bundle: Optional[Path] = KEYS["ca_bundle"]  # CA certificates to verify upstream with, instead of the system store
+    workers: int = KEYS["workers"]
+    timeout: float = KEYS["timeout"]
+    deadline: float = KEYS["deadline"]
+    max_page_size: int = KEYS["max_page_size"]
+    max_root_size: int = KEYS["max_root_size"]
+    retries: int = KEYS["retries"]
+    projects: Optional[tuple[Requirement, ...]] = KEYS["projects"]
+    exclude: tuple[Requirement, ...] = KEYS["exclude"]
+    dependencies: bool = KEYS["dependencies"]
+    environments: Optional[tuple[Environment, ...]] = KEYS["environments"]
+    prereleases: bool = KEYS["prereleases"]
+    latest: Optional[int] = KEYS["latest"]
+    max_file_size: Optional[int] = KEYS["max_file_size"]
+    delete: bool = KEYS["delete"]
+    max_delete_ratio: float = KEYS["max_delete_ratio"]
+    fsync: bool = KEYS["fsync"]
     statistics: StatisticsConfig = field(default_factory=StatisticsConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
@@ -104,19 +134,31 @@ class Config:
         )
 
 
-class _Reader:
-    """Validates one mapping, naming the file and the dotted key in every error."""
+_FROM_KEYS: Any = object()  # _Reader.get's default: the key's default in KEYS
 
-    def __init__(self, data: dict[str, Any], file: Path, prefix: str = "") -> None:
+
+class _Reader:
+    """Validates one mapping, naming the file and the dotted key in every error.
+
+    With ``declared``, the mapping is the configuration or one of its sections: a key's default is its
+    entry in KEYS, and a key KEYS does not declare is unknown. Without, (an environment) every key
+    read is known and defaults are given where read.
+    """
+
+    def __init__(self, data: dict[str, Any], file: Path, prefix: str = "", declared: bool = False) -> None:
         self.data = data
         self.file = file
         self.prefix = prefix
+        self.declared = declared
         self.used: set[str] = set()
 
     def fail(self, key: str, msg: str) -> ConfigError:
         return ConfigError(f"{self.file}: key '{self.prefix}{key}' {msg}")
 
-    def get(self, key: str, kind: type | tuple[type, ...], default: Any = None, required: bool = False) -> Any:
+    def get(self, key: str, kind: type | tuple[type, ...], default: Any = _FROM_KEYS, required: bool = False) -> Any:
+        if default is _FROM_KEYS:
+            name = self.prefix + key
+            default = ({} if name in SECTIONS else KEYS[name]) if self.declared else None
         self.used.add(key)
         if key not in self.data or self.data[key] is None:
             if required:
@@ -132,7 +174,10 @@ class _Reader:
         return value
 
     def finish(self) -> None:
-        unknown = sorted(set(self.data) - self.used)
+        known = self.used
+        if self.declared:  # what KEYS declares at this level, and the parser read
+            known &= {k[len(self.prefix):].split(".", 1)[0] for k in KEYS if k.startswith(self.prefix)}
+        unknown = sorted(set(self.data) - known)
         if unknown:
             raise self.fail(unknown[0], "is not a known configuration key")
 
@@ -260,7 +305,7 @@ def load_config(path: str | os.PathLike[str]) -> Config:
 
 
 def config_from_mapping(data: dict[str, Any], file: Path) -> Config:
-    r = _Reader(data, file)
+    r = _Reader(data, file, declared=True)
     directory = r.get("directory", str, required=True)
     dir_path = Path(os.path.expanduser(directory))
     if not dir_path.is_absolute():
@@ -275,30 +320,28 @@ def config_from_mapping(data: dict[str, Any], file: Path) -> Config:
     if not upstream.endswith("/"):
         upstream += "/"
 
-    workers = r.get("workers", int, 8)
+    workers = r.get("workers", int)
     if not 1 <= workers <= 64:
         raise r.fail("workers", f"must be between 1 and 64, not {workers}")
-    timeout = float(r.get("timeout", (int, float), 30.0))
+    timeout = float(r.get("timeout", (int, float)))
     if timeout <= 0:
         raise r.fail("timeout", "must be a positive number of seconds")
-    deadline = float(r.get("deadline", (int, float), 600.0))
+    deadline = float(r.get("deadline", (int, float)))
     if deadline < timeout:
         raise r.fail("deadline", f"must be a number of seconds no smaller than 'timeout' ({timeout:g}), not {deadline:g}")
-    page_raw = r.get("max_page_size", (int, str))
-    max_page_size = 64 * 1024**2 if page_raw is None else parse_size(page_raw, lambda m: r.fail("max_page_size", m))
+    max_page_size = parse_size(r.get("max_page_size", (int, str)), lambda m: r.fail("max_page_size", m))
     if max_page_size < 64 * 1024:
         raise r.fail("max_page_size", f"must be at least 64K, not {max_page_size}")
-    root_raw = r.get("max_root_size", (int, str))
-    max_root_size = 128 * 1024**2 if root_raw is None else parse_size(root_raw, lambda m: r.fail("max_root_size", m))
+    max_root_size = parse_size(r.get("max_root_size", (int, str)), lambda m: r.fail("max_root_size", m))
     if max_root_size < 64 * 1024:
         raise r.fail("max_root_size", f"must be at least 64K, not {max_root_size}")
-    retries = r.get("retries", int, 5)
+    retries = r.get("retries", int)
     if not 0 <= retries <= 20:
         raise r.fail("retries", f"must be between 0 and 20, not {retries}")
 
     projects = _requirements(r, "projects")
     exclude = _requirements(r, "exclude") or ()
-    dependencies = r.get("dependencies", bool, True)
+    dependencies = r.get("dependencies", bool)
 
     envs_raw = r.get("environments", list)
     environments = None
@@ -307,28 +350,28 @@ def config_from_mapping(data: dict[str, Any], file: Path) -> Config:
             raise r.fail("environments", "must list at least one environment, or be left out")
         environments = tuple(_environment(r, f"environments[{i}]", e) for i, e in enumerate(envs_raw))
 
-    prereleases = r.get("prereleases", bool, True)
+    prereleases = r.get("prereleases", bool)
     latest = r.get("latest", int)
     if latest is not None and latest < 1:
         raise r.fail("latest", f"must be at least 1, not {latest}")
     max_size_raw = r.get("max_file_size", (int, str))
     max_file_size = None if max_size_raw is None else parse_size(max_size_raw, lambda m: r.fail("max_file_size", m))
-    delete = r.get("delete", bool, True)
-    ratio = float(r.get("max_delete_ratio", (int, float), 0.2))
+    delete = r.get("delete", bool)
+    ratio = float(r.get("max_delete_ratio", (int, float)))
     if not 0.0 <= ratio <= 1.0:
         raise r.fail("max_delete_ratio", f"must be between 0 and 1, not {ratio}")
-    fsync = r.get("fsync", bool, True)
+    fsync = r.get("fsync", bool)
     ca_bundle = _ca_bundle(r, file)
 
-    stats_raw = r.get("statistics", dict, {})
-    sr = _Reader(stats_raw, file, "statistics.")
+    stats_raw = r.get("statistics", dict)
+    sr = _Reader(stats_raw, file, "statistics.", declared=True)
     statistics = StatisticsConfig(
         access_log_pattern=sr.get("access_log_pattern", str),
         output_directory=sr.get("output_directory", str),
     )
     sr.finish()
-    metrics_raw = r.get("metrics", dict, {})
-    mr = _Reader(metrics_raw, file, "metrics.")
+    metrics_raw = r.get("metrics", dict)
+    mr = _Reader(metrics_raw, file, "metrics.", declared=True)
     metrics = MetricsConfig(textfile_directory=mr.get("textfile_directory", str))
     mr.finish()
     r.finish()
