@@ -5,6 +5,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import signal
 import sqlite3
 import sys
@@ -246,6 +247,15 @@ def _interrupted(exc: KeyboardInterrupt) -> tuple[str, int]:
     return f"stopped by {signal.Signals(signum).name}; the mirror stays consistent and the next run resumes", 128 + signum
 
 
+def error_kind(exc: MirrorSyncError) -> str:
+    """What failed, for the JSON report of a fatal error: the exception's class without "Error", in
+    snake case (LockedError: "locked", DeleteGuardError: "delete_guard"; MirrorSyncError itself: "error")."""
+    name = type(exc).__name__
+    if type(exc) is MirrorSyncError or not name.endswith("Error") or name == "Error":
+        return "error"
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name[: -len("Error")]).lower()
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -266,7 +276,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             except Exception as metrics_exc:  # metrics never hide the real error
                 log.warning("event=metrics-failed error=%r", str(metrics_exc))
         if as_json:
-            print(json.dumps({"command": args.command, "ok": False, "error": str(exc), "exit_code": exc.exit_code}))
+            print(json.dumps({"command": args.command, "ok": False, "error": str(exc), "exit_code": exc.exit_code,
+                              "kind": error_kind(exc)}))
         else:
             print(f"mirror-sync: error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -278,7 +289,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             except Exception as metrics_exc:  # metrics never hide the real outcome
                 log.warning("event=metrics-failed error=%r", str(metrics_exc))
         if as_json:
-            print(json.dumps({"command": args.command, "ok": False, "error": message, "exit_code": code, "interrupted": True}))
+            print(json.dumps({"command": args.command, "ok": False, "error": message, "exit_code": code, "interrupted": True,
+                              "kind": "interrupted"}))
         print(f"mirror-sync: {message}", file=sys.stderr)
         return code
     if as_json:
