@@ -69,7 +69,7 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
 def _run_sync(cfg: Config, args: argparse.Namespace) -> dict[str, Any]:
     from .sync import Syncer
 
-    return Syncer(cfg, dry_run=args.dry_run, allow_mass_delete=args.allow_mass_delete).run()
+    return Syncer(cfg, dry_run=args.dry_run, allow_mass_delete=args.allow_mass_delete).run().to_json()
 
 
 def _run_verify(cfg: Config, args: argparse.Namespace) -> dict[str, Any]:

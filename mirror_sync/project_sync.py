@@ -19,8 +19,10 @@ from .errors import FilesystemError
 from .fsutil import TempNames, make_dirs, stage, write_atomic
 from .metadata import file_requires, requires_dist, wheel_metadata
 from .models import MirroredFile, ProjectPage, UpstreamFile
+from .plan.project import Job as _Job
+from .plan.project import plan_project
+from .plan.selection import Selector, Want
 from .render import project_html, project_json
-from .selection import Selector, Want
 from .upstream import Upstream, Validators
 
 log = logging.getLogger(__name__)
@@ -100,6 +102,7 @@ class ProjectSyncer:
         fsync: bool,
         dry_run: bool,
         file_pool: Optional[Executor] = None,
+        mirror_web: Optional[Path] = None,
     ) -> None:
         self.upstream = upstream
         self.downloader = downloader
@@ -109,6 +112,8 @@ class ProjectSyncer:
         self.staging = web.parent / STAGING
         # the hot paths join strings: pathlib's parsing costs more than the system calls it wraps
         self.web_s = os.fspath(web)
+        # where the mirror's files are (a dry run downloads into a scratch `web`, but plans from these)
+        self.mirror_web_s = os.fspath(mirror_web if mirror_web is not None else web)
         self.simple_s = os.fspath(simple_dir)
         self.staging_s = os.fspath(self.staging)
         self.names = TempNames()
@@ -169,9 +174,8 @@ class ProjectSyncer:
             not_modified = False
         if task.same_selection and page.fingerprint == task.previous_fingerprint and _requires_known(task.previous):
             return page, not_modified, requires_lines(task.previous)
-        selected, _versions = self.selector.select(page, task.want)
-        jobs = match_previous(selected, task.previous)
-        lines = self._map(lambda job: self._requires(*job), jobs)
+        plan = plan_project(page, task.want, task.previous, self.selector.select)
+        lines = self._map(lambda job: self._requires(*job), plan.jobs())
         return page, not_modified, sorted({line for ls in lines for line in ls})
 
     def run(self, task: ProjectTask) -> ProjectResult:
@@ -184,14 +188,15 @@ class ProjectSyncer:
         result.serial = page.serial if page.serial is not None else task.root_serial
         if result.serial is None:
             result.serial = task.local_serial
-        selected, versions = self.selector.select(page, task.want)
-        result.versions = versions
-        jobs = match_previous(selected, task.previous)
+        on_disk = self._on_disk(task.previous)
+        plan = plan_project(page, task.want, task.previous, self.selector.select, on_disk)
+        result.versions = list(plan.versions)
         try:
-            if self.dry_run:
-                self._plan(task, jobs, result)
+            if self.dry_run:  # the plan is the answer: what the run would fetch and delete
+                result.plan_fetch = plan.fetch_report()
+                result.plan_delete = plan.delete_report()
                 return result
-            for mirrored, fetched_bytes in self._map(lambda job: self._one_file(*job), jobs):
+            for mirrored, fetched_bytes in self._map(lambda job: self._one_file(task.canonical, *job, on_disk), plan.jobs()):
                 result.files.append(mirrored)
                 if fetched_bytes:
                     result.downloaded += 1
@@ -200,7 +205,16 @@ class ProjectSyncer:
             self._stage_pages(page, result)
             return result
         finally:
-            self._forget(selected)
+            self._forget([f for f, _old in plan.jobs()])
+
+    def _on_disk(self, previous: list[MirroredFile]) -> dict[str, int]:
+        """The mirrored files that are really there: path -> mtime_ns."""
+        held: dict[str, int] = {}
+        for f in previous:
+            st = _regular_file(os.path.join(self.mirror_web_s, f.path))
+            if st is not None:
+                held[f.path] = st.st_mtime_ns
+        return held
 
     def _forget(self, files: list[UpstreamFile]) -> None:
         """A run syncs each project once: what it learnt of the project's files is not needed
@@ -261,11 +275,11 @@ class ProjectSyncer:
         return got
 
     # -- files --------------------------------------------------------------------------------
-    def _one_file(self, f: UpstreamFile, old: Optional[MirroredFile]) -> tuple[MirroredFile, int]:
+    def _one_file(self, project: str, f: UpstreamFile, old: Optional[MirroredFile], on_disk: dict[str, int]) -> tuple[MirroredFile, int]:
+        """One file of the plan: the mirror's copy (a keep), else a download (a fetch)."""
         fetched = 0
-        held = _regular_file(os.path.join(self.web_s, old.path)) if old is not None else None
-        if old is not None and held is not None:
-            path, size, sha256, mtime_ns = old.path, old.size, old.sha256, held.st_mtime_ns
+        if old is not None:
+            path, size, sha256, mtime_ns = old.path, old.size, old.sha256, on_disk[old.path]
             meta_sha, meta_size, requires = old.metadata_sha256, old.metadata_size, old.requires_dist
             if meta_sha is not None and not os.path.isfile(os.path.join(self.web_s, path + ".metadata")):
                 meta_sha = meta_size = None
@@ -282,7 +296,7 @@ class ProjectSyncer:
             requires = file_requires(self.web / path, f.filename)
         return (
             MirroredFile(
-                project="",
+                project=project,
                 filename=f.filename,
                 path=path,
                 url=f.url,
@@ -348,42 +362,12 @@ class ProjectSyncer:
             (stage(self.staging_s, final_json, js, self.names), final_json),
         ]
 
-    def _plan(self, task: ProjectTask, jobs: list[_Job], result: ProjectResult) -> None:
-        """Dry run: what would be fetched and deleted, from the same matching the run uses."""
-        kept: set[str] = set()
-        for f, old in jobs:
-            if old is not None:
-                kept.add(old.path)
-                result.files.append(old)
-                continue
-            result.plan_fetch.append({"project": task.canonical, "filename": f.filename, "size": f.size})
-            result.files.append(
-                MirroredFile(
-                    project=task.canonical, filename=f.filename, path="", url=f.url, size=f.size or 0,
-                    sha256=f.sha256 or "", requires_python=f.requires_python, yanked=f.yanked,
-                    upload_time=f.upload_time, metadata_sha256=None, metadata_size=None,
-                    version=f.version, requires_dist=self.requires.get(_key(f)),
-                )
-            )
-        for old in task.previous:
-            if old.path not in kept:
-                result.plan_delete.append({"project": task.canonical, "path": old.path, "size": old.size})
 
-
-_Job = tuple[UpstreamFile, Optional[MirroredFile]]
 _T = TypeVar("_T")
 
 
 def _key(f: UpstreamFile) -> tuple[str, Optional[str]]:
     return (f.filename, f.sha256)
-
-
-def match_previous(selected: list[UpstreamFile], previous: list[MirroredFile]) -> list[_Job]:
-    """Pair each selected file with the mirrored file it is: same name and sha256 (same name,
-    when upstream gives no hash). The run and the dry run both plan from this."""
-    by_key = {(f.filename, f.sha256): f for f in previous}
-    by_name = {f.filename: f for f in previous}
-    return [(f, by_key.get((f.filename, f.sha256)) if f.sha256 else by_name.get(f.filename)) for f in selected]
 
 
 def _page_of(task: ProjectTask) -> ProjectPage:

@@ -130,6 +130,50 @@ def _add_missing_columns(db: sqlite3.Connection) -> None:
 
 
 @dataclass(frozen=True)
+class RunOutcome:
+    """How a sync ended."""
+
+    finished: str  # ISO 8601 UTC
+    result: str  # ok, failed, interrupted
+    duration_s: float
+    failures: int
+    downloaded: int
+    downloaded_bytes: int
+    deleted_files: int
+    upstream: str
+
+    def meta(self) -> dict[str, str]:
+        out = {
+            "last_sync_finished": self.finished,
+            "last_result": self.result,
+            "last_duration_s": f"{self.duration_s:.3f}",
+            "last_failures": str(self.failures),
+            "last_downloaded": str(self.downloaded),
+            "last_downloaded_bytes": str(self.downloaded_bytes),
+            "last_deleted_files": str(self.deleted_files),
+            "upstream": self.upstream,
+        }
+        if self.result == "ok":
+            out["last_success"] = self.finished
+        return out
+
+
+@dataclass(frozen=True)
+class RunProgress:
+    """Where a sync left the mirror (see State.record_progress)."""
+
+    upstream_serial: Optional[int]
+    complete: bool
+    mirror_serial: Optional[int] = None
+    run_key: Optional[str] = None
+    root_header: Optional[str] = None  # an allowlist's root serial header: a number, "absent", or None (not probed)
+
+
+def _text(value: Optional[int]) -> Optional[str]:
+    return None if value is None else str(value)
+
+
+@dataclass(frozen=True)
 class Known:
     """What the state remembers of a project to decide whether it changed upstream."""
 
@@ -208,6 +252,29 @@ class State:
 
     def meta(self) -> dict[str, str]:
         return {k: v for k, v in self.db.execute("SELECT key, value FROM meta")}
+
+    def set_meta_if_changed(self, key: str, value: Optional[str]) -> None:
+        """A run that changed nothing writes nothing."""
+        if self.get_meta(key) != value:
+            self.set_meta(key, value)
+
+    def record_run(self, outcome: RunOutcome) -> None:
+        """How a sync ended, in one transaction (status, metrics and the front page read it)."""
+        self.begin()
+        for key, value in outcome.meta().items():
+            self.set_meta(key, value)
+        self.commit()
+
+    def record_progress(self, progress: RunProgress) -> None:
+        """Where a sync left the mirror: the serial upstream was at; for a complete run also the
+        serial the mirror reached and the settings it used (what the next run's no-op test reads)."""
+        self.set_meta_if_changed("upstream_serial", _text(progress.upstream_serial))
+        if not progress.complete:
+            return
+        if progress.root_header is not None:
+            self.set_meta_if_changed("root_header_serial", progress.root_header)
+        self.set_meta_if_changed("mirror_serial", _text(progress.mirror_serial))
+        self.set_meta_if_changed("run_key", progress.run_key)
 
     # -- projects -----------------------------------------------------------------------------
     def project_serials(self) -> dict[str, Known]:

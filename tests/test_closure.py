@@ -12,11 +12,11 @@ from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
-from mirror_sync.closure import DependencyEvaluator, Visit, walk
+from mirror_sync.plan.closure import DependencyEvaluator, Visit, walk
 from mirror_sync.config import Config, Environment
 from mirror_sync.environments import marker_environments
 from mirror_sync.models import ProjectPage, UpstreamFile
-from mirror_sync.selection import Selector, Want
+from mirror_sync.plan.selection import Selector, Want
 
 # -- a tiny upstream: project -> version -> Requires-Dist ------------------------------------------
 Index = dict[str, dict[str, list[str]]]

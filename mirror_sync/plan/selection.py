@@ -9,9 +9,9 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from .config import Config
-from .environments import FileFilter, environment_label
-from .models import ProjectPage, UpstreamFile
+from ..config import Config
+from ..environments import FileFilter, environment_label
+from ..models import ProjectPage, UpstreamFile
 
 if TYPE_CHECKING:
     from packaging.requirements import Requirement
