@@ -1,12 +1,9 @@
 #!/usr/bin/python
-# -*- coding: utf-8 -*-
 # Copyright: pypi-mirror-kit contributors
 # Apache License 2.0 (see pyproject.toml)
 """Ansible module: run the mirror_sync engine (``mirror-sync``) on the managed host."""
 
-from __future__ import absolute_import, division, print_function
 
-__metaclass__ = type
 
 DOCUMENTATION = r"""
 ---
@@ -147,7 +144,9 @@ attributes:
 requirements:
   - The C(mirror-sync) engine installed on the managed host (the pypi_mirror_sync role does that).
 notes:
-  - Exit codes of the engine map to failures with its one-sentence error message, see RV(rc).
+  - A failed run fails the task with the engine's own one-sentence message, taken from the JSON report the engine
+    prints (RV(error), with RV(kind) and RV(exit_code)); only when there is no report (no engine, a crash) does the
+    message come from the engine's last line on stderr.
   - Run the task as the user that owns the mirror (O(ignore:become_user)), so that cron runs can update it.
 """
 
@@ -185,13 +184,27 @@ EXAMPLES = r"""
 RETURN = r"""
 rc:
   description:
-    - Exit code of the engine. 0 all mirrored or clean, 1 some projects or files failed (or the
-      state is damaged, and the message says how to rebuild it), 2 bad configuration or usage,
-      3 another run holds the lock, 4 the deletion guard refused, 5 the filesystem is unsuitable
-      or full, 130 stopped by SIGINT, 143 stopped by SIGTERM.
+    - Exit code of the engine (the engine's README lists them); 0 is success.
   returned: always
   type: int
   sample: 0
+error:
+  description: The engine's one-sentence message for a fatal error (the run stopped as a whole).
+  returned: when the engine stopped with a fatal error
+  type: str
+  sample: another mirror-sync run holds /srv/pypi-mirror/.lock; not starting a second one
+kind:
+  description:
+    - What the fatal error was, named by the engine (from its exception class), e.g. V(config), V(locked),
+      V(delete_guard), V(filesystem), V(upstream), V(state_damaged), V(interrupted).
+  returned: when the engine stopped with a fatal error
+  type: str
+  sample: locked
+exit_code:
+  description: The engine's exit code, as its report of a fatal error gives it (the same as RV(rc)).
+  returned: when the engine stopped with a fatal error
+  type: int
+  sample: 3
 cmd:
   description: The command line that was run.
   returned: always
@@ -199,7 +212,7 @@ cmd:
   elements: str
   sample: [/opt/pypi-mirror/venv/bin/mirror-sync, -c, /etc/pypi-mirror/mirror.yml, sync, --json]
 summary:
-  description: The engine's complete JSON summary.
+  description: The engine's complete JSON report (its summary, or the report of a fatal error).
   returned: when the engine printed one
   type: dict
 command:
@@ -310,119 +323,106 @@ import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 
-INLINE_KEYS = (
-    "directory",
-    "upstream",
-    "ca_bundle",
-    "workers",
-    "timeout",
-    "deadline",
-    "max_page_size",
-    "max_root_size",
-    "retries",
-    "projects",
-    "exclude",
-    "dependencies",
-    "environments",
-    "prereleases",
-    "latest",
-    "max_file_size",
-    "delete",
-    "max_delete_ratio",
-    "fsync",
-    "statistics",
-    "metrics",
+# How an option reaches the engine.
+RUN = "run"  # it chooses how and where the engine runs (the module reads it itself)
+KEY = "key"  # a key of the engine's configuration: the inline configuration file the module writes
+
+
+class Flag:
+    """A command-line flag of one engine command, given when the option is true."""
+
+    def __init__(self, flag, command, in_check_mode=True):
+        self.flag = flag
+        self.command = command
+        self.in_check_mode = in_check_mode  # False: left out in check mode (it would change the mirror)
+
+
+# What each state runs: the engine's command, and the flag that check mode adds to it.
+STATES = {
+    "synced": {"command": "sync", "check_mode_flag": "--dry-run"},
+    "verified": {"command": "verify", "check_mode_flag": None},
+}
+
+# Every option once: its argument spec (see DOCUMENTATION) and how it reaches the engine.
+OPTIONS = (
+    ("state", {"type": "str", "choices": sorted(STATES), "default": "synced"}, RUN),
+    ("executable", {"type": "path", "default": "/opt/pypi-mirror/venv/bin/mirror-sync"}, RUN),
+    ("config", {"type": "path"}, RUN),
+    ("directory", {"type": "path"}, KEY),
+    ("upstream", {"type": "str"}, KEY),
+    ("ca_bundle", {"type": "path"}, KEY),
+    ("workers", {"type": "int"}, KEY),
+    ("timeout", {"type": "float"}, KEY),
+    ("deadline", {"type": "float"}, KEY),
+    ("max_page_size", {"type": "str"}, KEY),
+    ("max_root_size", {"type": "str"}, KEY),
+    ("retries", {"type": "int"}, KEY),
+    ("projects", {"type": "list", "elements": "str"}, KEY),
+    ("exclude", {"type": "list", "elements": "str"}, KEY),
+    ("dependencies", {"type": "bool"}, KEY),
+    ("environments", {"type": "list", "elements": "dict"}, KEY),
+    ("prereleases", {"type": "bool"}, KEY),
+    ("latest", {"type": "int"}, KEY),
+    ("max_file_size", {"type": "str"}, KEY),
+    ("delete", {"type": "bool"}, KEY),
+    ("max_delete_ratio", {"type": "float"}, KEY),
+    ("fsync", {"type": "bool"}, KEY),
+    ("statistics", {"type": "dict"}, KEY),
+    ("metrics", {"type": "dict"}, KEY),
+    ("full", {"type": "bool", "default": False}, Flag("--full", "verify")),
+    ("repair", {"type": "bool", "default": False}, Flag("--repair", "verify", in_check_mode=False)),
+    ("allow_mass_delete", {"type": "bool", "default": False}, Flag("--allow-mass-delete", "sync", in_check_mode=False)),
 )
 
 # What the engine puts before its error sentence on stderr: a log record's time and level, or the CLI's prefix.
-ENGINE_LOG_PREFIX = re.compile(r"^(?:\d{4}-\d\d-\d\dT\S+\s+(?:ERROR|CRITICAL)\s+|mirror-sync: error:\s*)")
-
-EXIT_MEANING = {
-    1: "some projects or files failed",
-    2: "bad configuration or usage",
-    3: "another run holds the mirror's lock",
-    4: "the deletion guard refused the run",
-    5: "the filesystem is unsuitable or full",
-    130: "stopped by SIGINT",
-    143: "stopped by SIGTERM",
-}
+ENGINE_LOG_PREFIX = re.compile(r"^(?:\d{4}-\d\d-\d\dT\S+\s+(?:ERROR|CRITICAL)\s+|mirror-sync:(?: error:)?\s*)")
+# Result keys the module sets itself: a report's keys of the same name are not copied over them.
+OWN_KEYS = ("changed", "rc", "cmd", "msg", "invocation", "diff", "failed", "stderr_lines", "summary")
 
 
+# ----------------------------------------------------------------------------- derived from OPTIONS
 def argument_spec():
-    """The module's options, see DOCUMENTATION."""
-    return dict(
-        state=dict(type="str", choices=["synced", "verified"], default="synced"),
-        executable=dict(type="path", default="/opt/pypi-mirror/venv/bin/mirror-sync"),
-        config=dict(type="path"),
-        directory=dict(type="path"),
-        upstream=dict(type="str"),
-        ca_bundle=dict(type="path"),
-        workers=dict(type="int"),
-        timeout=dict(type="float"),
-        deadline=dict(type="float"),
-        max_page_size=dict(type="str"),
-        max_root_size=dict(type="str"),
-        retries=dict(type="int"),
-        projects=dict(type="list", elements="str"),
-        exclude=dict(type="list", elements="str"),
-        dependencies=dict(type="bool"),
-        environments=dict(type="list", elements="dict"),
-        prereleases=dict(type="bool"),
-        latest=dict(type="int"),
-        max_file_size=dict(type="str"),
-        delete=dict(type="bool"),
-        max_delete_ratio=dict(type="float"),
-        fsync=dict(type="bool"),
-        statistics=dict(type="dict"),
-        metrics=dict(type="dict"),
-        repair=dict(type="bool", default=False),
-        full=dict(type="bool", default=False),
-        allow_mass_delete=dict(type="bool", default=False),
-    )
+    """The module's options: the argument specs of OPTIONS."""
+    return {name: dict(spec) for name, spec, _via in OPTIONS}
+
+
+def config_keys():
+    """The options that are configuration keys of the engine."""
+    return tuple(name for name, _spec, via in OPTIONS if via == KEY)
+
+
+def flags():
+    """(option, Flag) for every option that is a command-line flag."""
+    return tuple((name, via) for name, _spec, via in OPTIONS if isinstance(via, Flag))
 
 
 def inline_config(params):
-    """The configuration mapping built from the inline options that were given."""
-    data = {}
-    for key in INLINE_KEYS:
-        value = params.get(key)
-        if value is None:
-            continue
-        if key in ("max_file_size", "max_page_size", "max_root_size") and value.isdigit():
-            value = int(value)
-        data[key] = value
-    return data
+    """The configuration mapping built from the configuration options that were given."""
+    return {key: params[key] for key in config_keys() if params.get(key) is not None}
 
 
-def write_temp_config(data):
-    """Write the configuration as JSON (a subset of YAML) to a private temporary file."""
-    fd, path = tempfile.mkstemp(prefix="pypi-mirror-sync-", suffix=".yml")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(data, handle, indent=2, sort_keys=True)
-        handle.write("\n")
-    return path
+def misplaced_flags(params):
+    """(option, the state it belongs to) for each flag option that was set for another state's command."""
+    command = STATES[params["state"]]["command"]
+    owner = {spec["command"]: state for state, spec in STATES.items()}
+    return [(name, owner[flag.command]) for name, flag in flags() if params[name] and flag.command != command]
 
 
-def build_command(params, config_path, check_mode):
+def command_line(params, config_path, check_mode):
     """The engine command line for the requested state."""
-    cmd = [params["executable"], "-c", config_path]
-    if params["state"] == "synced":
-        cmd += ["sync", "--json"]
-        if check_mode:
-            cmd.append("--dry-run")
-        elif params["allow_mass_delete"]:
-            cmd.append("--allow-mass-delete")
-    else:
-        cmd += ["verify", "--json"]
-        if params["full"]:
-            cmd.append("--full")
-        if params["repair"] and not check_mode:
-            cmd.append("--repair")
+    state = STATES[params["state"]]
+    cmd = [params["executable"], "-c", config_path, state["command"], "--json"]
+    if check_mode and state["check_mode_flag"]:
+        cmd.append(state["check_mode_flag"])
+    for name, flag in flags():
+        if flag.command == state["command"] and params[name] and (flag.in_check_mode or not check_mode):
+            cmd.append(flag.flag)
     return cmd
 
 
-def parse_summary(stdout):
-    """The single JSON object the engine prints on stdout, or None."""
+# ----------------------------------------------------------------------------- the engine's answers
+def parse_report(stdout):
+    """The single JSON object the engine prints on stdout (its summary, or the report of a fatal error), or None."""
     text = stdout.strip()
     if not text:
         return None
@@ -442,157 +442,187 @@ def parse_summary(stdout):
     return value if isinstance(value, dict) else None
 
 
-def engine_error(stderr, rc):
-    """The engine's one-sentence error: the last non-empty line of stderr."""
-    for line in reversed(stderr.splitlines()):
-        line = ENGINE_LOG_PREFIX.sub("", line.strip())
-        if line:
-            return line
-    return "mirror-sync exited with code %d (%s)" % (rc, EXIT_MEANING.get(rc, "unknown error"))
-
-
 def _sentence(text):
     """One line of engine text as a sentence (the engine's own words, with a final stop)."""
     text = " ".join(str(text).split())
     return text if text.endswith((".", "!", "?")) else text + "."
 
 
-def failure_message(state, summary, stderr, rc, shown=3):
+def last_words(stderr):
+    """The last line the engine wrote on stderr, as a sentence without its log prefix; None if it wrote none."""
+    for line in reversed(stderr.splitlines()):
+        line = ENGINE_LOG_PREFIX.sub("", line.strip())
+        if line:
+            return _sentence(line)
+    return None
+
+
+def failure_message(report, stderr, rc, shown=3):
     """The engine's own words for a failed run.
 
-    A fatal error (bad configuration, lock, deletion guard, unreachable upstream, ...) is one sentence:
-    the ``error`` of the JSON summary, else the last line of stderr. Failed projects or files are named
-    with their errors, the first ``shown`` of them in full.
+    A fatal error (bad configuration, lock, deletion guard, unreachable upstream, a stop signal, ...) is
+    the ``error`` sentence of the engine's JSON report (its ``kind`` and ``exit_code`` say which). Failed
+    projects or files are named with their errors, the first ``shown`` of them in full.
     """
-    if summary is not None and summary.get("error"):
-        return _sentence(summary["error"])
-    failures = [f for f in (summary or {}).get("failures") or [] if isinstance(f, dict)]
+    if report is None:  # no engine, a crash, or a command line it refused: the generic fallback
+        return last_words(stderr) or f"mirror-sync exited with code {rc} and printed no report on stdout."
+    if report.get("error"):
+        return _sentence(report["error"])
+    failures = [f for f in report.get("failures") or [] if isinstance(f, dict)]
     if failures:
         parts = []
         for failure in failures[:shown]:
             error = " ".join(str(failure.get("error") or "no reason given").split()).rstrip(".")
             project = failure.get("project")
-            parts.append("%s: %s" % (project, error) if project and project not in error else error)
+            parts.append(f"{project}: {error}" if project and project not in error else error)
         more = len(failures) - shown
-        tail = "; and %d more (see failures)" % more if more > 0 else ""
+        tail = f"; and {more} more (see failures)" if more > 0 else ""
         noun = "project or file" if len(failures) == 1 else "projects or files"
-        return "%d %s failed: %s%s." % (len(failures), noun, "; ".join(parts), tail)
-    if state == "verified" and summary is not None:
-        return "The mirror did not verify clean: %d missing, %d corrupt, %d orphaned file(s)." % (
-            len(summary.get("missing") or []),
-            len(summary.get("corrupt") or []),
-            len(summary.get("orphans") or []),
-        )
-    return _sentence(engine_error(stderr, rc))
+        return f"{len(failures)} {noun} failed: {'; '.join(parts)}{tail}."
+    if report.get("command") == "verify":
+        missing, corrupt, orphans = (len(report.get(key) or []) for key in ("missing", "corrupt", "orphans"))
+        return f"The mirror did not verify clean: {missing} missing, {corrupt} corrupt, {orphans} orphaned file(s)."
+    return last_words(stderr) or f"mirror-sync exited with code {rc}."
 
 
-def is_changed(params, summary, check_mode):
-    """Whether the run changed (or, in check mode, would change) the mirror."""
-    if params["state"] == "synced":
-        if summary.get("changed"):
-            return True
-        if check_mode:
-            plan = summary.get("plan") or {}
-            return bool(plan.get("fetch") or plan.get("delete"))
-        return False
+class Engine:
+    """The mirror-sync program on the managed host, with one configuration file."""
+
+    def __init__(self, module, config_path):
+        self.module = module
+        self.params = module.params
+        self.config_path = config_path
+
+    def run(self):
+        """Run the state's command; the result so far (rc, cmd, the report and its keys) and the report."""
+        cmd = command_line(self.params, self.config_path, self.module.check_mode)
+        rc, out, err = self.module.run_command(cmd)
+        report = parse_report(out)
+        result = {"rc": rc, "cmd": cmd, "stderr_lines": err.splitlines(), "changed": False}
+        if report is not None:
+            result["summary"] = report
+            result.update((key, value) for key, value in report.items() if key not in OWN_KEYS)
+        return result, report, err
+
+    def counts(self):
+        """Project and file counts from ``mirror-sync status --json``; zeros for a new mirror."""
+        rc, out, _err = self.module.run_command([self.params["executable"], "-c", self.config_path, "status", "--json"])
+        status = parse_report(out) if rc == 0 else None
+        if not status:
+            return {"projects": 0, "files": 0}
+        return {"projects": int(status.get("projects") or 0), "files": int(status.get("files") or 0)}
+
+
+# ----------------------------------------------------------------------------- one handler per state
+def sync_changed(report, check_mode):
+    """Whether the sync changed the mirror (the engine's verdict) or, in check mode, its plan would."""
+    if report.get("changed"):
+        return True
     if check_mode:
-        return bool(params["repair"]) and bool(
-            summary.get("missing") or summary.get("corrupt") or summary.get("orphans")
-        )
-    return bool(summary.get("repaired") or summary.get("removed") or summary.get("changed"))
+        plan = report.get("plan") or {}
+        return bool(plan.get("fetch") or plan.get("delete"))
+    return False
 
 
-def counts_from_status(module, params, config_path):
-    """Project and file counts from ``mirror-sync status --json``; zeros for a new mirror."""
-    rc, out, _err = module.run_command([params["executable"], "-c", config_path, "status", "--json"])
-    status = parse_summary(out) if rc == 0 else None
-    if not status:
-        return {"projects": 0, "files": 0}
-    return {"projects": int(status.get("projects") or 0), "files": int(status.get("files") or 0)}
-
-
-def counts_after(before, summary, check_mode):
-    """Project and file counts after the run, from the summary (or the plan in check mode)."""
-    projects = summary.get("projects")
-    files = summary.get("files")
+def counts_after(before, report, check_mode):
+    """Project and file counts after the run, from the report (or the plan in check mode)."""
+    projects = report.get("projects")
+    files = report.get("files")
     after = dict(before)
     if isinstance(projects, dict) and "total" in projects:
         after["projects"] = int(projects["total"])
     if check_mode:
-        plan = summary.get("plan") or {}
+        plan = report.get("plan") or {}
         after["files"] = before["files"] + len(plan.get("fetch") or []) - len(plan.get("delete") or [])
     elif isinstance(files, dict) and "total" in files:
         after["files"] = int(files["total"])
     return after
 
 
-def diff_text(counts):
-    return "projects: %d\nfiles: %d\n" % (counts["projects"], counts["files"])
+def diff_of(before, after):
+    header = "mirror (projects/files)"
+
+    def text(counts):
+        return f"projects: {counts['projects']:d}\nfiles: {counts['files']:d}\n"
+
+    return {"before": text(before), "after": text(after), "before_header": header, "after_header": header}
+
+
+def state_synced(module, engine):
+    """mirror-sync sync (sync --dry-run in check mode): (failure message or None, result)."""
+    before = engine.counts() if module._diff else None
+    result, report, err = engine.run()
+    if result["rc"] != 0:
+        result["changed"] = report is not None and sync_changed(report, module.check_mode)
+        return failure_message(report, err, result["rc"]), result
+    if report is None:
+        return "mirror-sync exited 0 but printed no JSON report on stdout.", result
+    result["changed"] = sync_changed(report, module.check_mode)
+    if before is not None:
+        result["diff"] = diff_of(before, counts_after(before, report, module.check_mode))
+    return None, result
+
+
+def verify_changed(params, report, check_mode):
+    """Whether the verify repaired something or, in check mode, a repair would."""
+    if check_mode:
+        return bool(params["repair"]) and bool(report.get("missing") or report.get("corrupt") or report.get("orphans"))
+    return bool(report.get("repaired") or report.get("removed") or report.get("changed"))
+
+
+def state_verified(module, engine):
+    """mirror-sync verify [--full] [--repair] (without --repair in check mode): (failure message or None, result)."""
+    result, report, err = engine.run()
+    # In check mode a repair only verifies: damage found (exit 1, no failures) is what the repair would change.
+    preview = (module.check_mode and module.params["repair"] and result["rc"] == 1 and report is not None
+               and not report.get("failures"))
+    if result["rc"] != 0 and not preview:
+        result["changed"] = report is not None and verify_changed(module.params, report, module.check_mode)
+        return failure_message(report, err, result["rc"]), result
+    if report is None:
+        return "mirror-sync exited 0 but printed no JSON report on stdout.", result
+    result["changed"] = verify_changed(module.params, report, module.check_mode)
+    return None, result
+
+
+HANDLERS = {"synced": state_synced, "verified": state_verified}
+
+
+# ----------------------------------------------------------------------------- the module
+def write_temp_config(data):
+    """Write the configuration as JSON (a subset of YAML) to a private temporary file."""
+    fd, path = tempfile.mkstemp(prefix="pypi-mirror-sync-", suffix=".yml")
+    with os.fdopen(fd, "w") as handle:
+        json.dump(data, handle, indent=2, sort_keys=True)
+        handle.write("\n")
+    return path
 
 
 def main():
     module = AnsibleModule(
         argument_spec=argument_spec(),
-        mutually_exclusive=[("config", key) for key in INLINE_KEYS],
+        mutually_exclusive=[("config", key) for key in config_keys()],
         required_one_of=[("config", "directory")],
         supports_check_mode=True,
     )
     params = module.params
     executable = params["executable"]
     if not (os.path.isfile(executable) and os.access(executable, os.X_OK)):
-        module.fail_json(msg="The mirror-sync executable %s does not exist or is not executable." % executable, rc=None)
-    if params["state"] == "synced" and (params["repair"] or params["full"]):
-        module.fail_json(msg="repair and full only apply to state=verified.")
-    if params["state"] == "verified" and params["allow_mass_delete"]:
-        module.fail_json(msg="allow_mass_delete only applies to state=synced.")
+        module.fail_json(msg=f"The mirror-sync executable {executable} does not exist or is not executable.", rc=None)
+    misplaced = misplaced_flags(params)
+    if misplaced:
+        names = " and ".join(name for name, _state in misplaced)
+        verb = "applies" if len(misplaced) == 1 else "apply"
+        module.fail_json(msg=f"{names} only {verb} to state={misplaced[0][1]}.")
 
-    temp_config = None
-    if params["config"]:
-        config_path = params["config"]
-    else:
-        temp_config = write_temp_config(inline_config(params))
-        config_path = temp_config
+    temp_config = None if params["config"] else write_temp_config(inline_config(params))
     try:
-        want_diff = module._diff and params["state"] == "synced"
-        before = counts_from_status(module, params, config_path) if want_diff else None
-        cmd = build_command(params, config_path, module.check_mode)
-        rc, out, err = module.run_command(cmd)
+        msg, result = HANDLERS[params["state"]](module, Engine(module, params["config"] or temp_config))
     finally:
         if temp_config:
             os.unlink(temp_config)
-
-    summary = parse_summary(out)
-    result = dict(rc=rc, cmd=cmd, stderr_lines=err.splitlines(), changed=False)
-    if summary is not None:
-        result["summary"] = summary
-        for key, value in summary.items():
-            if key != "changed" and key not in ("rc", "cmd", "msg", "invocation", "diff", "failed"):
-                result[key] = value
-
-    repair_preview = (
-        rc == 1
-        and summary is not None
-        and params["state"] == "verified"
-        and params["repair"]
-        and module.check_mode
-        and not summary.get("failures")
-    )
-    if rc != 0 and not repair_preview:
-        msg = failure_message(params["state"], summary, err, rc)
-        result["changed"] = bool(summary) and is_changed(params, summary, module.check_mode)
+    if msg is not None:
         module.fail_json(msg=msg, **result)
-    if summary is None:
-        module.fail_json(msg="mirror-sync exited 0 but printed no JSON summary on stdout.", **result)
-
-    result["changed"] = is_changed(params, summary, module.check_mode)
-    if want_diff:
-        after = counts_after(before, summary, module.check_mode)
-        result["diff"] = dict(
-            before=diff_text(before),
-            after=diff_text(after),
-            before_header="mirror (projects/files)",
-            after_header="mirror (projects/files)",
-        )
     module.exit_json(**result)
 
 

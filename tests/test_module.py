@@ -223,7 +223,9 @@ def test_inline_options_become_a_temporary_config(tmp_path: Path, engine: FakeEn
     assert not Path(config_path).exists(), "the temporary config must be removed"
 
 
-def test_bad_configuration_fails_with_the_engines_sentence(tmp_path: Path, engine: FakeEngine, config_file: Path) -> None:
+def test_without_a_report_the_last_line_on_stderr_is_the_message(tmp_path: Path, engine: FakeEngine, config_file: Path) -> None:
+    """The generic fallback, for an engine that printed no JSON report (argparse refusing its command
+    line, a crash): the engine's last words on stderr."""
     sentence = f"{config_file}: workers must be between 1 and 64, not 99."
     engine.answer("sync", None, rc=2, stderr=f"level=info msg=starting\n{sentence}\n")
     engine.write()
@@ -236,7 +238,7 @@ def test_bad_configuration_fails_with_the_engines_sentence(tmp_path: Path, engin
 
 
 @pytest.mark.parametrize("code", [3, 4, 5])
-def test_other_exit_codes_fail(tmp_path: Path, engine: FakeEngine, config_file: Path, code: int) -> None:
+def test_without_a_report_or_stderr_the_exit_code_is_the_message(tmp_path: Path, engine: FakeEngine, config_file: Path, code: int) -> None:
     engine.answer("sync", None, rc=code, stderr="")
     engine.write()
     rc, result = run_module(tmp_path, {"executable": str(engine.path), "config": str(config_file)})
@@ -257,15 +259,29 @@ def test_partial_failure_lists_the_failures(tmp_path: Path, engine: FakeEngine, 
 
 
 def test_fatal_error_carries_the_engines_sentence(tmp_path: Path, engine: FakeEngine, config_file: Path) -> None:
-    """A fatal error is one sentence in the JSON summary ({"ok": false, "error": ...}), with no failures list."""
+    """A fatal error is the engine's JSON report ({"ok": false, "error": ..., "kind": ...}), with no failures
+    list: its sentence is the message, whatever stderr says last."""
     sentence = "project requests: malformed _last-serial '37059094'"
-    engine.answer("sync", {"command": "sync", "ok": False, "error": sentence, "exit_code": 1}, rc=1,
-                  stderr=f"2026-11-24T13:00:00 ERROR {sentence}\n")
+    engine.answer("sync", {"command": "sync", "ok": False, "error": sentence, "exit_code": 1, "kind": "upstream"}, rc=1,
+                  stderr=f"2026-11-24T13:00:00 ERROR {sentence}\nsomething else entirely\n")
     engine.write()
     rc, result = run_module(tmp_path, {"executable": str(engine.path), "config": str(config_file)})
     assert rc == 1 and result["failed"] is True
     assert result["msg"] == sentence + "."
+    assert result["kind"] == "upstream" and result["exit_code"] == 1 and result["rc"] == 1
     assert "0 failure" not in result["msg"]
+
+
+@pytest.mark.parametrize("code, kind", [(3, "locked"), (4, "delete_guard"), (5, "filesystem"), (143, "interrupted")])
+def test_the_meaning_of_an_exit_code_comes_from_the_engines_report(tmp_path: Path, engine: FakeEngine, config_file: Path,
+                                                                    code: int, kind: str) -> None:
+    sentence = f"the engine's own sentence for exit {code}"
+    engine.answer("sync", {"command": "sync", "ok": False, "error": sentence, "exit_code": code, "kind": kind}, rc=code)
+    engine.write()
+    rc, result = run_module(tmp_path, {"executable": str(engine.path), "config": str(config_file)})
+    assert rc == 1 and result["failed"] is True
+    assert result["msg"] == sentence + "."
+    assert (result["rc"], result["kind"]) == (code, kind)
 
 
 def test_many_failures_name_the_first_few(tmp_path: Path, engine: FakeEngine, config_file: Path) -> None:
@@ -345,23 +361,55 @@ def test_config_and_inline_options_exclude_each_other(tmp_path: Path, engine: Fa
     assert engine.calls() == []
 
 
-def test_inline_options_are_the_engines_configuration_keys() -> None:
-    """The module's copy of the configuration keys (INLINE_KEYS, argument_spec, DOCUMENTATION)
-    is the README's table (which test_config.py checks against the engine)."""
+# --------------------------------------------------------------------------- the option table, unit by unit
+def load_module() -> Any:
+    """The module's source as a Python module (its functions are pure: no AnsibleModule is made)."""
     import importlib.util
-
-    import yaml
-
-    from tests.test_config import readme_config_keys
 
     spec = importlib.util.spec_from_file_location("pypi_mirror_sync_module", MODULE)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    assert set(module.INLINE_KEYS) == readme_config_keys()
-    assert set(module.INLINE_KEYS) <= set(module.argument_spec())
-    assert set(module.INLINE_KEYS) <= set(yaml.safe_load(module.DOCUMENTATION)["options"])
+    return module
+
+
+def params(**given: Any) -> dict[str, Any]:
+    """Module parameters as AnsibleModule hands them over: every option, its default where not given."""
+    spec = load_module().argument_spec()
+    values = {name: option.get("default") for name, option in spec.items()}
+    values.update(given)
+    return values
+
+
+@pytest.mark.parametrize("given, check_mode, tail", [
+    ({}, False, ["sync", "--json"]),
+    ({}, True, ["sync", "--json", "--dry-run"]),
+    ({"allow_mass_delete": True}, False, ["sync", "--json", "--allow-mass-delete"]),
+    ({"allow_mass_delete": True}, True, ["sync", "--json", "--dry-run"]),  # a dry run deletes nothing anyway
+    ({"state": "verified"}, False, ["verify", "--json"]),
+    ({"state": "verified", "full": True, "repair": True}, False, ["verify", "--json", "--full", "--repair"]),
+    ({"state": "verified", "full": True, "repair": True}, True, ["verify", "--json", "--full"]),  # check mode: no repair
+])
+def test_the_command_line_is_derived_from_the_option_table(given: dict[str, Any], check_mode: bool, tail: list[str]) -> None:
+    module = load_module()
+    cmd = module.command_line(params(executable="/x/mirror-sync", **given), "/etc/m.yml", check_mode)
+    assert cmd == ["/x/mirror-sync", "-c", "/etc/m.yml"] + tail
+
+
+def test_the_inline_configuration_is_the_given_configuration_options() -> None:
+    module = load_module()
+    given = params(directory="/srv/m", workers=4, prereleases=False, max_file_size="50M", state="synced", full=False)
+    assert module.inline_config(given) == {"directory": "/srv/m", "workers": 4, "prereleases": False, "max_file_size": "50M"}
+    assert "state" not in module.config_keys() and "full" not in module.config_keys()
     assert module.argument_spec()["ca_bundle"] == {"type": "path"}
+
+
+def test_a_flag_of_the_other_state_is_named_with_its_state() -> None:
+    module = load_module()
+    assert module.misplaced_flags(params(repair=True)) == [("repair", "verified")]
+    assert module.misplaced_flags(params(full=True, repair=True)) == [("full", "verified"), ("repair", "verified")]
+    assert module.misplaced_flags(params(state="verified", allow_mass_delete=True)) == [("allow_mass_delete", "synced")]
+    assert module.misplaced_flags(params(state="verified", repair=True, full=True)) == []
 
 
 def test_a_missing_executable_is_a_clear_failure(tmp_path: Path, config_file: Path) -> None:
@@ -371,9 +419,14 @@ def test_a_missing_executable_is_a_clear_failure(tmp_path: Path, config_file: Pa
     assert result["msg"] == f"The mirror-sync executable {missing} does not exist or is not executable."
 
 
-def test_repair_needs_state_verified(tmp_path: Path, engine: FakeEngine, config_file: Path) -> None:
-    rc, result = run_module(tmp_path, {"executable": str(engine.path), "config": str(config_file), "repair": True})
-    assert rc == 1 and result["msg"] == "repair and full only apply to state=verified."
+@pytest.mark.parametrize("given, msg", [
+    ({"repair": True}, "repair only applies to state=verified."),
+    ({"repair": True, "full": True}, "full and repair only apply to state=verified."),
+    ({"state": "verified", "allow_mass_delete": True}, "allow_mass_delete only applies to state=synced."),
+])
+def test_flags_need_their_state(tmp_path: Path, engine: FakeEngine, config_file: Path, given: dict[str, Any], msg: str) -> None:
+    rc, result = run_module(tmp_path, {"executable": str(engine.path), "config": str(config_file), **given})
+    assert rc == 1 and result["msg"] == msg
     assert engine.calls() == []
 
 
@@ -391,6 +444,18 @@ def local_upstream(index_tree: IndexTree, upstream: UpstreamServer) -> str:
     index_tree.add_wheel("unrelated", "1.0")
     index_tree.write()
     return upstream.url
+
+
+@pytest.mark.skipif(real_engine() is None, reason="mirror-sync is not installed in this interpreter's environment")
+def test_real_engine_fatal_error_is_its_report(tmp_path: Path) -> None:
+    """The real engine refuses a bad configuration with its JSON report: the module's message is its sentence."""
+    args = {"executable": str(real_engine()), "directory": str(tmp_path / "mirror"), "upstream": "http://127.0.0.1:9/simple/",
+            "workers": 99}
+    rc, result = run_module(tmp_path, args)
+    assert rc == 1 and result["failed"] is True
+    assert (result["rc"], result["kind"], result["exit_code"]) == (2, "config", 2)
+    assert "key 'workers' must be between 1 and 64, not 99" in result["msg"]
+    assert result["msg"] == result["error"] + "."
 
 
 @pytest.mark.skipif(real_engine() is None, reason="mirror-sync is not installed in this interpreter's environment")
