@@ -22,6 +22,7 @@ class UpstreamFile:
     metadata: bool = False  # upstream advertises a PEP 658 .metadata file
     metadata_sha256: Optional[str] = None
     version: Optional[str] = None  # parsed from the filename, None when it cannot be
+    provenance: str | None = None  # PEP 740: the absolute http(s) URL of its provenance, when upstream gives one
 
 
 @dataclass
@@ -216,3 +217,4 @@ class MirroredFile:
     version: Optional[str]
     requires_dist: Optional[list[str]] = None  # from core metadata, when known
     mtime_ns: int = 0
+    provenance_url: str | None = None  # PEP 740: the absolute URL of our copy of its provenance, to publish

@@ -20,7 +20,7 @@ import re
 from datetime import datetime, timedelta, timezone
 from html.parser import HTMLParser
 from typing import Any, Iterable, Iterator, Optional
-from urllib.parse import unquote, urljoin, urlsplit
+from urllib.parse import unquote, urldefrag, urljoin, urlsplit
 
 from .errors import HostileDataError, UpstreamError
 from .models import ProjectPage, RootIndex, RootProjectsBuilder, UpstreamFile
@@ -152,6 +152,45 @@ def _checked_url(base: str, href: str, where: str) -> str:
     if not parts.path or parts.path.endswith("/"):
         raise HostileDataError(f"{where}: file URL {href[:200]!r} names no file")
     return url
+
+
+_DIGEST = re.compile(r"\s*[0-9A-Fa-f]{64}\s*\Z")
+
+
+def provenance_value(value: Any, base: str, where: str, filename: str) -> str | None:
+    """PEP 740's provenance of a file (`provenance` in JSON, `data-provenance` in HTML): a URL,
+    resolved against the page as file URLs are; None when absent, null or "". The specification
+    wants a fully qualified URL of a secure origin; anything this mirror could not fetch is dropped
+    with a warning, never fails the page (the field is optional): a scheme other than http(s), a
+    URL without a host or that does not parse, a value that is not a string, or the bare SHA-256
+    digest that drafts of PEP 740 put there.
+
+    >>> provenance_value("x.whl.provenance", "https://h.invalid/simple/x/", "project x", "x.whl")
+    'https://h.invalid/simple/x/x.whl.provenance'
+    """
+    if value is None or value == "":
+        return None
+    reason = ""
+    if not isinstance(value, str):
+        reason = "not a string"
+    elif _DIGEST.match(value):
+        reason = "a digest (a draft of PEP 740), not a URL"
+    else:
+        try:
+            url = urldefrag(urljoin(base, value.strip())).url
+            parts = urlsplit(url)
+            host = parts.hostname
+        except ValueError:
+            reason = "not a URL"
+        else:
+            if parts.scheme not in ("http", "https"):
+                reason = f"scheme {parts.scheme!r}"
+            elif not host:
+                reason = "no host"
+            else:
+                return url
+    log.warning("event=drop-provenance where=%r file=%s value=%r reason=%r", where, filename, str(value)[:200], reason)
+    return None
 
 
 def _filename(value: Any) -> str:
@@ -292,6 +331,7 @@ def _json_file(entry: Any, url: str, canonical: str, where: str) -> UpstreamFile
         metadata=has_meta,
         metadata_sha256=meta_sha,
         version=version_of(filename, canonical),
+        provenance=provenance_value(entry.get("provenance"), url, where, filename),
     )
 
 
@@ -369,6 +409,7 @@ def parse_project_html(body: bytes, url: str, canonical: str, header_serial: Opt
                 metadata=has_meta,
                 metadata_sha256=meta_sha,
                 version=version_of(filename, canonical),
+                provenance=provenance_value(attrs.get("data-provenance"), base, where, filename),
             )
         )
     status = None

@@ -1,18 +1,42 @@
-"""Render PEP 503 HTML and PEP 691 JSON pages (with PEP 592, 658/714, 700 and 792 fields)."""
+"""Render PEP 503 HTML and PEP 691 JSON pages (with PEP 592, 658/714, 700, 740 and 792 fields)."""
 from __future__ import annotations
 
 import json
 from html import escape
 from typing import Iterable, Optional, Sequence
+from urllib.parse import urlsplit
 
 from .models import MirroredFile
 
+# The Simple API's minor versions (PyPA's "API Version History"): 1.1 added PEP 700's versions,
+# size and upload-time; 1.2 PEP 708's tracks/alternate-locations (optional keys, not served
+# here); 1.3 PEP 740's provenance; 1.4 PEP 792's project-status. A page announces the highest
+# version whose fields it actually carries.
 API_VERSION = "1.1"
-STATUS_API_VERSION = "1.4"  # PEP 792 project-status needs 1.4
+PROVENANCE_API_VERSION = "1.3"
+STATUS_API_VERSION = "1.4"
 
 
-def _api_version(status: Optional[dict[str, str]]) -> str:
-    return STATUS_API_VERSION if status else API_VERSION
+def provenance_url(f: MirroredFile) -> str | None:
+    """The provenance link a page gives for `f`: PEP 740 wants a fully qualified URL, so only an
+    absolute http(s) one is published (a mirror without a public base URL publishes none)."""
+    url = f.provenance_url
+    if not url:
+        return None
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    return url if parts.scheme in ("http", "https") and parts.hostname else None
+
+
+def api_version(files: Sequence[MirroredFile], status: dict[str, str] | None = None) -> str:
+    """The highest Simple API version whose fields a project page serves."""
+    if status:
+        return STATUS_API_VERSION
+    if any(provenance_url(f) for f in files):
+        return PROVENANCE_API_VERSION
+    return API_VERSION
 
 
 def file_href(f: MirroredFile) -> str:
@@ -23,7 +47,7 @@ def file_href(f: MirroredFile) -> str:
 def project_html(name: str, files: Sequence[MirroredFile], status: Optional[dict[str, str]] = None) -> bytes:
     out = [
         "<!DOCTYPE html>\n<html>\n  <head>\n",
-        f'    <meta name="pypi:repository-version" content="{_api_version(status)}">\n',
+        f'    <meta name="pypi:repository-version" content="{api_version(files, status)}">\n',
     ]
     if status:
         out.append(f'    <meta name="pypi:project-status" content="{escape(status["status"])}">\n')
@@ -40,6 +64,9 @@ def project_html(name: str, files: Sequence[MirroredFile], status: Optional[dict
         if f.metadata_sha256:
             attrs.append(f'data-dist-info-metadata="sha256={f.metadata_sha256}"')
             attrs.append(f'data-core-metadata="sha256={f.metadata_sha256}"')
+        provenance = provenance_url(f)
+        if provenance:
+            attrs.append(f'data-provenance="{escape(provenance)}"')
         out.append(f"    <a {' '.join(attrs)}>{escape(f.filename)}</a><br/>\n")
     out.append("  </body>\n</html>\n")
     return "".join(out).encode("utf-8")
@@ -52,7 +79,7 @@ def project_json(
     versions: Sequence[str],
     status: Optional[dict[str, str]] = None,
 ) -> bytes:
-    meta: dict[str, object] = {"api-version": _api_version(status)}
+    meta: dict[str, object] = {"api-version": api_version(files, status)}
     if serial is not None:
         meta["_last-serial"] = serial
     entries = []
@@ -70,6 +97,9 @@ def project_json(
         meta_value: object = {"sha256": f.metadata_sha256} if f.metadata_sha256 else False
         entry["core-metadata"] = meta_value
         entry["data-dist-info-metadata"] = meta_value
+        provenance = provenance_url(f)
+        if provenance:
+            entry["provenance"] = provenance
         entries.append(entry)
     doc: dict[str, object] = {"meta": meta, "name": name, "versions": list(versions), "files": entries}
     if status:

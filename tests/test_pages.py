@@ -430,6 +430,69 @@ def test_core_metadata_html_forms(attrs: str, expected: tuple[bool, Optional[str
     assert (f.metadata, f.metadata_sha256) == expected
 
 
+# PEP 740: `provenance` (JSON) and `data-provenance` (HTML), a URL (Simple API 1.3)
+PROVENANCE = f"{FILES}aa/{WHL}.provenance"
+
+
+@pytest.mark.parametrize("value, expected", [
+    (PROVENANCE, PROVENANCE),
+    (f"../../files/{WHL}.provenance", f"https://index.upstream.invalid/files/{WHL}.provenance"),  # relative to the page
+    (f"/integrity/demo/1.0/{WHL}/provenance", f"https://index.upstream.invalid/integrity/demo/1.0/{WHL}/provenance"),
+    (f"//files.upstream.invalid/p/{WHL}.provenance", f"https://files.upstream.invalid/p/{WHL}.provenance"),
+    (f"  {PROVENANCE}  ", PROVENANCE),
+    (f"{PROVENANCE}#frag", PROVENANCE),
+    ("http://files.upstream.invalid/x.provenance", "http://files.upstream.invalid/x.provenance"),
+    (None, None), ("", None), (_DROP, None),
+])
+def test_provenance_json_forms(value: Any, expected: str | None) -> None:
+    assert one(json_page(entry(provenance=value))).provenance == expected
+
+
+@pytest.mark.parametrize("value, reason", [
+    ("ftp://files.upstream.invalid/x.provenance", "scheme 'ftp'"),
+    ("file:///etc/passwd", "scheme 'file'"),
+    ("javascript:alert(1)", "scheme 'javascript'"),
+    ("data:application/json,{}", "scheme 'data'"),
+    ("http:///no-host", "no host"),
+    ("https://[::1/x", "not a URL"),
+    ("b" * 64, "a digest (a draft of PEP 740), not a URL"),
+    ({"version": 1, "attestation_bundles": []}, "not a string"),  # a draft's inline provenance object
+    (12, "not a string"),
+    (True, "not a string"),
+])
+def test_provenance_unusable_is_dropped(value: Any, reason: str, caplog: pytest.LogCaptureFixture) -> None:
+    """A provenance this mirror could not fetch is dropped with a warning; the file and the rest of
+    the page are kept."""
+    with caplog.at_level(logging.WARNING, logger="mirror_sync.pages"):
+        f = one(json_page(entry(provenance=value), entry(filename="demo-1.0.tar.gz", url=f"{FILES}bb/demo-1.0.tar.gz")))
+    assert f.filename == WHL and f.provenance is None and f.sha256 == WHL_SHA
+    assert [r.getMessage() for r in caplog.records if "drop-provenance" in r.getMessage()] == [
+        f"event=drop-provenance where='project demo' file={WHL} value={str(value)[:200]!r} reason={reason!r}"
+    ]
+
+
+@pytest.mark.parametrize("attrs, expected", [
+    (f'data-provenance="{PROVENANCE}"', PROVENANCE),
+    (f"data-provenance='{PROVENANCE}?a=1&amp;b=2'", f"{PROVENANCE}?a=1&b=2"),  # attribute text is unescaped
+    (f'data-provenance="{WHL}.provenance"', f"{INDEX}demo/{WHL}.provenance"),
+    ('data-provenance=""', None),
+    ("data-provenance", None),
+    ('data-provenance="ftp://files.upstream.invalid/x"', None),
+    ('data-provenance="' + "c" * 64 + '"', None),
+    ("", None),
+])
+def test_provenance_html_forms(attrs: str, expected: str | None) -> None:
+    f = one_html(html_page(f'<a href="{FILES}aa/{WHL}#sha256={WHL_SHA}" {attrs}>{WHL}</a>'))
+    assert f.provenance == expected
+
+
+def test_provenance_html_follows_the_base_href() -> None:
+    page = html_page(f'<a href="{WHL}#sha256={WHL_SHA}" data-provenance="{WHL}.provenance">{WHL}</a>',
+                     head='<base href="https://files.upstream.invalid/store/">')
+    f = one_html(page)
+    assert (f.url, f.provenance) == (f"https://files.upstream.invalid/store/{WHL}", f"https://files.upstream.invalid/store/{WHL}.provenance")
+
+
 @pytest.mark.parametrize("value, expected", [(_DROP, None), (None, None), (123, 123), ("123", 123), (0, 0)])
 def test_size_forms(value: Any, expected: Optional[int]) -> None:
     assert one(json_page(entry(size=value))).size == expected
@@ -859,6 +922,7 @@ def mirrored_files(draw: Any, project: str) -> list[MirroredFile]:
             sha256=sha, requires_python=draw(st.one_of(st.none(), texts)), yanked=draw(st.one_of(st.booleans(), texts)),
             upload_time=draw(st.one_of(st.none(), times)), metadata_sha256=draw(st.one_of(st.none(), hexes)),
             metadata_size=None, version=version,
+            provenance_url=draw(st.one_of(st.none(), st.just(f"https://mirror.upstream.invalid/prefix/{package_path(sha, filename)}.provenance"))),
         )
     return list(out.values())
 
@@ -886,6 +950,7 @@ def test_own_pages_round_trip(data: Any) -> None:
             assert got.yanked == want.yanked
             assert (got.metadata, got.metadata_sha256) == (want.metadata_sha256 is not None, want.metadata_sha256)
             assert got.version == want.version
+            assert got.provenance == want.provenance_url
     for got, want in zip(js.files, files):
         assert got.size == want.size and got.upload_time == want.upload_time
 
