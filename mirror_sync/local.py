@@ -592,7 +592,11 @@ def _existing(dist: LocalDist, local_dir: Path) -> Path | None:
     bytes under the same name are returned (nothing to do); anything else is refused."""
     key = release_key(dist.filename)
     for path in find_local_files(local_dir):
-        if path.name != dist.filename and release_key(path.name) != key:
+        try:
+            other_key = release_key(path.name)
+        except (InvalidWheelFilename, InvalidSdistFilename):
+            continue  # not a distribution's name: the scan refuses it, it holds nothing an add could clash with
+        if path.name != dist.filename and other_key != key:
             continue
         shown = _label(path, local_dir)
         if not _same_bytes(path, dist.sha256):

@@ -545,3 +545,13 @@ def test_add_refuses_an_invalid_file_and_writes_nothing(tmp_path: Path) -> None:
         add_distribution(src, local)
     assert str(info.value) == "acme_tools-1.0-py3-none-any.whl: METADATA says version 1.1, the filename says 1.0"
     assert list(local.iterdir()) == []
+
+
+def test_add_beside_a_file_that_is_no_distribution(tmp_path: Path) -> None:
+    local = tmp_path / "local"
+    put(local, "junk.whl", b"not a wheel")
+    filename, data, _ = build_wheel("acme", "1.0")
+    assert add_distribution(put(tmp_path / "dist", filename, data), local).path == local / filename
+    with pytest.raises(LocalPackageError) as info:
+        scan_local(local)  # the scan still refuses the junk
+    assert str(info.value) == "junk.whl: is not a valid wheel filename (Invalid wheel filename (wrong number of parts))"
