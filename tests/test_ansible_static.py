@@ -306,6 +306,7 @@ def test_statistics_read_the_log_the_nginx_role_writes() -> None:
 
 PHASES = {
     "pypi_mirror_storage": ["preflight", "install", "configure", "remove"],
+    "pypi_mirror_nginx": ["preflight", "install", "configure", "remove"],
     "pypi_mirror_sync": ["preflight", "install", "configure", "schedule", "sync", "remove"],
     "pypi_mirror_client": ["preflight", "configure", "report"],
 }
@@ -341,6 +342,30 @@ def _all_tasks(path: Path) -> list[dict[str, Any]]:
         found.append(task)
         found += task.get("block", [])
     return found
+
+
+def _tasks_deep(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every task, those inside blocks (and their rescue and always parts) included."""
+    found: list[dict[str, Any]] = []
+    for task in tasks or []:
+        found.append(task)
+        for part in ("block", "rescue", "always"):
+            found += _tasks_deep(task.get(part, []))
+    return found
+
+
+CHECKS = ("ansible.builtin.assert", "ansible.builtin.fail", "assert", "fail")
+
+
+@pytest.mark.parametrize("role", ROLE_NAMES)
+def test_every_assertion_is_in_the_preflight(role: str) -> None:
+    """As prometheus-community's roles do: a role's checks are in tasks/preflight.yml, run first (tag always)."""
+    misplaced = [f"{path.relative_to(REPO)}: {task.get('name')}"
+                 for path in sorted((ROLES / role / "tasks").glob("*.yml")) if path.name != "preflight.yml"
+                 for task in _tasks_deep(yaml.safe_load(path.read_text())) if any(check in task for check in CHECKS)]
+    assert not misplaced, "assertions outside tasks/preflight.yml:\n" + "\n".join(misplaced)
+    preflight = ROLES / role / "tasks" / "preflight.yml"
+    assert any(check in task for task in _tasks_deep(yaml.safe_load(preflight.read_text())) for check in CHECKS), role
 
 
 def test_packages_are_installed_without_recommends() -> None:
