@@ -15,7 +15,13 @@ from typing import Any, Callable, Optional, Sequence
 
 from . import __version__
 from .config import Config, load_config
-from .errors import MirrorSyncError
+from .errors import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_PROBLEMS,
+    EXIT_TERMINATED,
+    MirrorSyncError,
+)
 
 log = logging.getLogger("mirror_sync")
 
@@ -75,25 +81,25 @@ def _run_sync(cfg: Config, args: argparse.Namespace) -> dict[str, Any]:
 def _run_verify(cfg: Config, args: argparse.Namespace) -> dict[str, Any]:
     from .verify import Verifier
 
-    return Verifier(cfg, full=args.full, repair=args.repair).run()
+    return Verifier(cfg, full=args.full, repair=args.repair).run().to_json()
 
 
 def _run_status(cfg: Config, args: argparse.Namespace) -> dict[str, Any]:
     from .observe.status import read_status
 
-    return read_status(cfg)
+    return read_status(cfg).to_json()
 
 
 def _run_stats(cfg: Config, args: argparse.Namespace) -> dict[str, Any]:
     from .observe.stats import run_stats
 
-    return run_stats(cfg)
+    return run_stats(cfg).to_json()
 
 
 def _run_rebuild(cfg: Config, args: argparse.Namespace) -> dict[str, Any]:
     from .rebuild import Rebuilder
 
-    return Rebuilder(cfg).run()
+    return Rebuilder(cfg).run().to_json()
 
 
 COMMANDS: dict[str, Callable[[Config, argparse.Namespace], dict[str, Any]]] = {
@@ -243,8 +249,8 @@ def _install_signal_handlers() -> None:
 def _interrupted(exc: KeyboardInterrupt) -> tuple[str, int]:
     signum = exc.signum if isinstance(exc, Stopped) else signal.SIGINT
     if signum == signal.SIGINT:
-        return "interrupted (Ctrl-C); the mirror stays consistent and the next run resumes", 128 + signum
-    return f"stopped by {signal.Signals(signum).name}; the mirror stays consistent and the next run resumes", 128 + signum
+        return "interrupted (Ctrl-C); the mirror stays consistent and the next run resumes", EXIT_INTERRUPTED
+    return f"stopped by {signal.Signals(signum).name}; the mirror stays consistent and the next run resumes", EXIT_TERMINATED
 
 
 def error_kind(exc: MirrorSyncError) -> str:
@@ -297,7 +303,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(json.dumps(summary))
     else:
         print(_human(summary))
-    return 0 if summary.get("ok", True) else 1
+    return EXIT_OK if summary.get("ok", True) else EXIT_PROBLEMS
 
 
 FRONT_PAGE_MAX_AGE = 3600.0  # a run that changed nothing refreshes an older front page only
@@ -323,7 +329,7 @@ def _write_metrics(cfg: Config, command: str, summary: dict[str, Any]) -> None:
             from .observe.stats import output_directory
             from .observe.status import read_status
 
-            write_front_page(cfg.web, read_status(cfg), stats_summary=output_directory(cfg) / "summary.json")
+            write_front_page(cfg.web, read_status(cfg).to_json(), stats_summary=output_directory(cfg) / "summary.json")
         except Exception as exc:  # the front page is for people; the run's result stands
             log.warning("event=front-page-failed error=%r", str(exc))
     if not cfg.metrics.textfile_directory:
@@ -331,4 +337,4 @@ def _write_metrics(cfg: Config, command: str, summary: dict[str, Any]) -> None:
     from .observe.metrics import record_run
     from .observe.status import read_status
 
-    record_run(cfg, command, summary, read_status(cfg))
+    record_run(cfg, command, summary, read_status(cfg).to_json())

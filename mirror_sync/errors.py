@@ -1,6 +1,14 @@
 """Exceptions that the CLI turns into one clear sentence and an exit code."""
 from __future__ import annotations
 
+# Exit codes that are no error's: a run that ended (0), one that ended and reports problems it found
+# or could not fix (1: failures, damage), and one stopped by a signal (128 + its number, as a shell
+# reports it). An error's own code is its class's `exit_code` below.
+EXIT_OK = 0
+EXIT_PROBLEMS = 1
+EXIT_INTERRUPTED = 130  # SIGINT: Ctrl-C
+EXIT_TERMINATED = 143  # SIGTERM: systemd stopping the unit, cron's timeout
+
 
 class MirrorSyncError(Exception):
     """Base class: the message is shown to the user as is."""

@@ -15,6 +15,7 @@ The old state is kept beside the new one, as state.sqlite.before-rebuild-<time>.
 """
 from __future__ import annotations
 
+import dataclasses
 import errno
 import hashlib
 import json
@@ -37,9 +38,16 @@ from .errors import FilesystemError, HostileDataError, MirrorSyncError
 from .fsutil import Flusher, MirrorLock, pinned, raise_if_full, unwritable_reason
 from .metadata import requires_dist
 from .models import MirroredFile
-from .names import canonical_project, check_filename, check_sha256, package_path, version_of
+from .names import (
+    canonical_project,
+    check_filename,
+    check_sha256,
+    package_path,
+    version_of,
+)
 from .publish import Publisher
 from .render import project_html, project_json
+from .reports import Failure, RebuildReport
 from .state import State
 
 log = logging.getLogger("mirror_sync")
@@ -172,7 +180,7 @@ class Checked:
     display: str
     page: Optional[Page] = None
     files: list[MirroredFile] = field(default_factory=list)
-    dropped: list[dict[str, str]] = field(default_factory=list)
+    dropped: list[Failure] = field(default_factory=list)
     html_sha256: str = ""
     json_sha256: str = ""
     rewrite: Optional[tuple[bytes, bytes]] = None  # (html, json) to publish: the pages on disk differ
@@ -235,16 +243,16 @@ def check_project(web: str, canonical: str, listed: Optional[str] = None) -> Che
     except OSError:
         out.synced_at = time.time()
     for reason in page.invalid:
-        out.dropped.append({"project": canonical, "file": reason.split(":", 1)[0].strip("'\""), "error": f"invalid page entry {reason}"})
+        out.dropped.append(Failure(f"invalid page entry {reason}", project=canonical, file=reason.split(":", 1)[0].strip("'\"")))
     for entry in page.entries:
         target = os.path.join(web, entry.path)
         got = _hash_file(target)
         if got is None:
-            out.dropped.append({"project": canonical, "file": entry.filename, "error": "missing"})
+            out.dropped.append(Failure("missing", project=canonical, file=entry.filename))
             continue
         size, sha256, mtime_ns = got
         if size != entry.size or sha256 != entry.sha256:
-            out.dropped.append({"project": canonical, "file": entry.filename, "error": "does not hash as its page says"})
+            out.dropped.append(Failure("does not hash as its page says", project=canonical, file=entry.filename))
             continue
         metadata_sha256 = metadata_size = None
         requires: Optional[list[str]] = None
@@ -257,8 +265,8 @@ def check_project(web: str, canonical: str, listed: Optional[str] = None) -> Che
                 except Exception:  # a .metadata that hashes right but does not parse: requirements unknown
                     requires = None
             else:
-                out.dropped.append({"project": canonical, "file": entry.filename + ".metadata",
-                                    "error": "missing" if data is None else "does not hash as its page says"})
+                out.dropped.append(Failure("missing" if data is None else "does not hash as its page says",
+                                           project=canonical, file=entry.filename + ".metadata"))
         out.files.append(MirroredFile(
             project=canonical,
             filename=entry.filename,
@@ -333,7 +341,7 @@ class Rebuilder:
         cores = usable_cores()
         self.threads = threads or max(4, min(16, cores * 2))
 
-    def run(self) -> dict[str, Any]:
+    def run(self) -> RebuildReport:
         cfg = self.config
         started = time.time()
         if not cfg.simple_dir.is_dir():
@@ -344,7 +352,7 @@ class Rebuilder:
         with MirrorLock(cfg.lock_path):
             return self._run_locked(started)
 
-    def _run_locked(self, started: float) -> dict[str, Any]:
+    def _run_locked(self, started: float) -> RebuildReport:
         cfg = self.config
         tmp = cfg.directory / (cfg.state_path.name + ".rebuild")
         for stale in _sidecars(tmp):
@@ -361,16 +369,15 @@ class Rebuilder:
         finally:
             if flusher is not None:
                 flusher.close()
-        result["previous_state"] = self._swap(tmp)
-        result["duration_s"] = round(time.time() - started, 3)
-        log.info("event=rebuilt projects=%d files=%d rewritten_pages=%d skipped=%d dropped=%d", result["projects"],
-                 result["files"], result["rewritten_pages"], len(result["skipped"]), len(result["dropped"]))
+        result = dataclasses.replace(result, previous_state=self._swap(tmp), duration_s=round(time.time() - started, 3))
+        log.info("event=rebuilt projects=%d files=%d rewritten_pages=%d skipped=%d dropped=%d", result.projects,
+                 result.files, result.rewritten_pages, len(result.skipped), len(result.dropped))
         return result
 
-    def _build(self, state: State, flusher: Optional[Flusher]) -> dict[str, Any]:
+    def _build(self, state: State, flusher: Optional[Flusher]) -> RebuildReport:
         cfg = self.config
-        skipped: list[dict[str, str]] = []
-        dropped: list[dict[str, str]] = []
+        skipped: list[Failure] = []
+        dropped: list[Failure] = []
         rewritten = 0
         max_serial: Optional[int] = None
         pending: list[Checked] = []
@@ -379,12 +386,12 @@ class Rebuilder:
         root_serial, listed = read_root(cfg.simple_dir)
         for checked in self._checked(_project_dirs(cfg.simple_dir), listed):
             if checked.error is not None or checked.page is None:
-                skipped.append({"project": checked.canonical, "error": checked.error or "unreadable"})
+                skipped.append(Failure(checked.error or "unreadable", project=checked.canonical))
                 log.warning("event=rebuild-skipped project=%s error=%r", checked.canonical, checked.error)
                 continue
             dropped.extend(checked.dropped)
             for item in checked.dropped:
-                log.warning("event=rebuild-dropped project=%s file=%s error=%r", item["project"], item["file"], item["error"])
+                log.warning("event=rebuild-dropped project=%s file=%s error=%r", item.project, item.file, item.error)
             if checked.page.serial is not None:
                 max_serial = checked.page.serial if max_serial is None else max(max_serial, checked.page.serial)
             pending.append(checked)
@@ -406,18 +413,16 @@ class Rebuilder:
         # the root lists what the state holds: never a project whose pages were left out
         publisher.publish_root(mirror_serial)
         projects, files, size = state.totals()
-        return {
-            "command": "rebuild-state",
-            "ok": True,
-            "directory": str(cfg.directory),
-            "projects": projects,
-            "files": files,
-            "bytes": size,
-            "mirror_serial": mirror_serial,
-            "rewritten_pages": rewritten,
-            "skipped": skipped,
-            "dropped": dropped,
-        }
+        return RebuildReport(
+            directory=str(cfg.directory),
+            projects=projects,
+            files=files,
+            bytes=size,
+            mirror_serial=mirror_serial,
+            rewritten_pages=rewritten,
+            skipped=skipped,
+            dropped=dropped,
+        )
 
     def _checked(self, names: Iterator[str], listed: dict[str, str]) -> Iterator[Checked]:
         """check_project for each name, in order, a bounded window of them on the threads."""

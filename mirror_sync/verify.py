@@ -17,11 +17,12 @@ from .cores import usable_cores
 from .download import Downloader, hash_file
 from .errors import MirrorSyncError
 from .fsutil import MirrorLock, write_atomic
-from .metadata import wheel_metadata
 from .http import HttpClient
+from .metadata import wheel_metadata
 from .models import MirroredFile
 from .project_sync import PAGE_NAMES
 from .publish import Publisher
+from .reports import Failure, VerifyReport
 from .state import ProjectRow, State
 
 log = logging.getLogger("mirror_sync")
@@ -242,14 +243,14 @@ class Verifier:
         self.missing: list[str] = []
         self.corrupt: list[str] = []
         self.orphans: list[str] = []
-        self.failures: list[dict[str, str]] = []
+        self.failures: list[Failure] = []
         self.repaired = 0
         self.removed = 0
         self.checked_files = 0
         self.checked_pages = 0
         self._pool: Optional[ProcessPoolExecutor] = None
 
-    def run(self) -> dict[str, Any]:
+    def run(self) -> VerifyReport:
         cfg = self.config
         if not cfg.state_path.exists():
             raise MirrorSyncError(f"{cfg.directory} holds no mirror state yet; run 'sync' first")
@@ -278,30 +279,26 @@ class Verifier:
                         self._pool = None
                 if publisher is not None:
                     publisher.publish_root(state.get_meta_int("mirror_serial"))
-                ok = not (self.missing or self.corrupt or self.orphans or self.failures) or (
-                    self.repair and not self.failures
+                report = VerifyReport(
+                    full=self.full,
+                    repair=self.repair,
+                    duration_s=round(time.time() - started, 3),
+                    checked_pages=self.checked_pages,
+                    checked_files=self.checked_files,
+                    missing=self.missing,
+                    corrupt=self.corrupt,
+                    orphans=self.orphans,
+                    repaired=self.repaired,
+                    removed=self.removed,
+                    failures=self.failures,
                 )
                 state.set_meta("last_verify", utc_iso(time.time()))
-                state.set_meta("last_verify_result", "ok" if ok else "failed")
+                state.set_meta("last_verify_result", "ok" if report.ok else "failed")
             finally:
                 if client is not None:
                     client.close()
                 state.close()
-        return {
-            "command": "verify",
-            "ok": ok,
-            "full": self.full,
-            "repair": self.repair,
-            "duration_s": round(time.time() - started, 3),
-            "checked_pages": self.checked_pages,
-            "checked_files": self.checked_files,
-            "missing": self.missing,
-            "corrupt": self.corrupt,
-            "orphans": self.orphans,
-            "repaired": self.repaired,
-            "removed": self.removed,
-            "failures": self.failures,
-        }
+        return report
 
     # -- files ----------------------------------------------------------------------------------
     def _check_files(self, state: State, downloader: Optional[Downloader]) -> set[str]:
@@ -332,7 +329,9 @@ class Verifier:
         cores = usable_cores()
         if cores < 2 or state.totals()[1] < PARALLEL_VERIFY_FILES:
             return None
-        from .runners import die_with_parent  # the workers never outlive the verify (kill -9)
+        from .runners import (
+            die_with_parent,  # the workers never outlive the verify (kill -9)
+        )
 
         return ProcessPoolExecutor(cores, mp_context=multiprocessing.get_context("fork"), initializer=die_with_parent, initargs=(os.getpid(),))
 
@@ -373,10 +372,10 @@ class Verifier:
         try:
             rel = downloader.fetch(f.url, f.filename, f.sha256, f.size).path
         except MirrorSyncError as exc:
-            self.failures.append({"project": f.project, "file": f.filename, "error": str(exc)})
+            self.failures.append(Failure(str(exc), project=f.project, file=f.filename))
             return
         if rel != f.path:  # cannot happen for a file fetched by its sha256; never publish a mismatch
-            self.failures.append({"project": f.project, "file": f.filename, "error": "re-fetched file landed elsewhere"})
+            self.failures.append(Failure("re-fetched file landed elsewhere", project=f.project, file=f.filename))
             return
         updates.append((f.path, target.stat().st_mtime_ns))
         self.repaired += 1
@@ -389,7 +388,7 @@ class Verifier:
             # what was published may be the wheel's own METADATA (upstream advertised none)
             data = wheel_metadata(self.config.web / f.path) or b""
             if hashlib.sha256(data).hexdigest() != f.metadata_sha256:
-                self.failures.append({"project": f.project, "file": f.filename + ".metadata", "error": "cannot restore metadata"})
+                self.failures.append(Failure("cannot restore metadata", project=f.project, file=f.filename + ".metadata"))
                 return
         write_atomic(path, data, self.config.fsync)
         self.repaired += 1
@@ -459,7 +458,7 @@ class Verifier:
                         os.unlink(web / rel)
                         self.removed += 1
                     except OSError as exc:
-                        self.failures.append({"project": "", "file": rel, "error": f"cannot remove: {exc.strerror}"})
+                        self.failures.append(Failure(f"cannot remove: {exc.strerror}", project="", file=rel))
         if self.repair:
             for dirpath, dirnames, filenames in os.walk(packages, topdown=False):
                 if dirpath != str(packages) and not os.listdir(dirpath):

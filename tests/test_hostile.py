@@ -364,13 +364,13 @@ def test_verify_in_worker_processes_finds_the_same_damage(index_tree: IndexTree,
     stray.write_bytes(b"nobody links here")
     monkeypatch.setattr(verify_module, "PARALLEL_VERIFY_FILES", 5)
     monkeypatch.setattr(verify_module, "VERIFY_CHUNK", 4)
-    report = verify_module.Verifier(load_config(cfg), full=True).run()
+    report = verify_module.Verifier(load_config(cfg), full=True).run().to_json()
     rel = lambda p: str(p.relative_to(web))  # noqa: E731
     assert report["checked_files"] == 30 and not report["ok"]
     assert report["missing"] == [rel(files[3])]
     assert sorted(report["corrupt"]) == sorted([rel(files[17]), rel(metadata), "simple/many07/index.v1_json"])
     assert report["orphans"] == [rel(stray)] and report["checked_pages"] == 31
-    report = verify_module.Verifier(load_config(cfg), full=True, repair=True).run()
+    report = verify_module.Verifier(load_config(cfg), full=True, repair=True).run().to_json()
     assert report["ok"] and report["repaired"] == 4 and report["removed"] == 1 and not stray.exists()
     assert len(check_mirror(mirror)) == 30
 

@@ -272,7 +272,7 @@ def test_stats_run_to_metrics(tmp_path: Path) -> None:
         },
         tmp_path / "mirror.yml",
     )
-    summary = run_stats(config)
+    summary = run_stats(config).to_json()
     assert config.metrics.textfile_directory is not None
     metrics.record_run(config, "stats", summary)
     samples = read(tmp_path / "prom")

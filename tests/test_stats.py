@@ -174,7 +174,7 @@ def test_counts_real_lines(config: Config, logs: Path) -> None:
         ]
     )
     (logs / "access.log").write_bytes(text.encode() + b"\xff\xfe\x00 binary junk\n")
-    result = run_stats(config)
+    result = run_stats(config).to_json()
     assert result["ok"] is True and result["failures"] == []
     assert result["lines_read"] == text.count("\n") + 1
     assert (result["downloads"], result["metadata"], result["pages"], result["malformed"]) == (8, 1, 4, 5)
@@ -224,13 +224,13 @@ def test_counts_real_lines(config: Config, logs: Path) -> None:
 def test_incremental_never_counts_twice(config: Config, logs: Path) -> None:
     log = logs / "access.log"
     log.write_text(wheel("foo") * 3)
-    assert run_stats(config)["downloads"] == 3
+    assert run_stats(config).to_json()["downloads"] == 3
     with log.open("a") as f:
         f.write(wheel("foo") * 2 + wheel("bar"))
-    r = run_stats(config)
+    r = run_stats(config).to_json()
     assert (r["lines_read"], r["downloads"], r["projects_written"]) == (3, 3, 2)
     before = project(config, "foo")
-    r = run_stats(config)
+    r = run_stats(config).to_json()
     assert (r["lines_read"], r["downloads"], r["files_read"], r["projects_written"]) == (0, 0, 0, 0)
     assert project(config, "foo") == before
     assert before["total"] == 5 and project(config, "bar")["total"] == 1
@@ -241,11 +241,11 @@ def test_partial_last_line_is_left_for_the_next_run(config: Config, logs: Path) 
     log = logs / "access.log"
     whole = wheel("foo")
     log.write_text(wheel("bar") + whole[:40])  # nginx is in the middle of writing a line
-    r = run_stats(config)
+    r = run_stats(config).to_json()
     assert (r["lines_read"], r["downloads"], r["malformed"]) == (1, 1, 0)
     with log.open("a") as f:
         f.write(whole[40:])
-    r = run_stats(config)
+    r = run_stats(config).to_json()
     assert (r["lines_read"], r["downloads"], r["malformed"]) == (1, 1, 0)
     assert project(config, "foo")["total"] == 1
     assert totals(config)["lines"] == 2
@@ -254,7 +254,7 @@ def test_partial_last_line_is_left_for_the_next_run(config: Config, logs: Path) 
 def test_many_small_chunks_count_the_same(config: Config, logs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(stats, "CHUNK_BYTES", 100)  # shorter than one line: every line its own commit
     (logs / "access.log").write_text(wheel("foo") * 7 + "garbage\n" + wheel("bar"))
-    r = run_stats(config)
+    r = run_stats(config).to_json()
     assert (r["lines_read"], r["downloads"], r["malformed"]) == (9, 8, 1)
     assert project(config, "foo")["total"] == 7
 
@@ -263,7 +263,7 @@ def test_rotation_between_runs(config: Config, logs: Path) -> None:
     """logrotate with delaycompress: access.log -> access.log.1 -> access.log.2.gz."""
     log, log1, log2gz = logs / "access.log", logs / "access.log.1", logs / "access.log.2.gz"
     log.write_text(wheel("a") * 2)
-    assert run_stats(config)["downloads"] == 2
+    assert run_stats(config).to_json()["downloads"] == 2
 
     # more lines, then rotation: nginx keeps writing to the renamed file until it reopens its logs
     with log.open("a") as f:
@@ -272,7 +272,7 @@ def test_rotation_between_runs(config: Config, logs: Path) -> None:
     with log1.open("a") as f:
         f.write(wheel("c"))
     log.write_text(wheel("d"))
-    r = run_stats(config)
+    r = run_stats(config).to_json()
     assert (r["downloads"], r["files_read"]) == (3, 2)
 
     # a line written to access.log.1 after it was read, then the second rotation compresses it:
@@ -283,11 +283,11 @@ def test_rotation_between_runs(config: Config, logs: Path) -> None:
     log1.unlink()
     os.rename(log, log1)
     log.write_text(wheel("f"))
-    r = run_stats(config)
+    r = run_stats(config).to_json()
     assert (r["downloads"], r["files_read"]) == (2, 2)
 
     # nothing new: the compressed file is recognised without reading it again
-    r = run_stats(config)
+    r = run_stats(config).to_json()
     assert (r["downloads"], r["lines_read"], r["files_read"]) == (0, 0, 0)
     assert {p: project(config, p)["total"] for p in "abcdef"} == {"a": 2, "b": 1, "c": 1, "d": 1, "e": 1, "f": 1}
     assert totals(config)["downloads"] == 7
@@ -301,23 +301,23 @@ def test_first_run_over_rotated_history(config: Config, logs: Path) -> None:
     (logs / "access.log.3.bz2").write_bytes(bz2.compress(wheel("d").encode() * 4))
     (logs / "access.log.4.xz").write_bytes(lzma.compress(wheel("e").encode() * 5))
     (logs / "error.log").write_text("2026/11/24 13:05:01 [error] 1#1: *1 open() failed\n")  # not matched
-    r = run_stats(config)
+    r = run_stats(config).to_json()
     assert (r["files_seen"], r["files_read"], r["downloads"], r["malformed"]) == (5, 5, 15, 0)
-    assert run_stats(config)["lines_read"] == 0
+    assert run_stats(config).to_json()["lines_read"] == 0
 
 
 def test_copytruncate_and_inode_reuse(config: Config, logs: Path) -> None:
     """Same inode, new content: told apart by the head bytes, not by the inode."""
     log = logs / "access.log"
     log.write_text(wheel("a", when="24/Nov/2026:10:00:00 +0000") * 2)
-    run_stats(config)
+    run_stats(config).to_json()
     ino = log.stat().st_ino
     shutil.copyfile(log, logs / "access.log.1")  # logrotate copytruncate: copy, then truncate in place
     with log.open("r+") as f:
         f.truncate(0)
         f.write(wheel("b", when="24/Nov/2026:11:00:00 +0000"))
     assert log.stat().st_ino == ino
-    r = run_stats(config)
+    r = run_stats(config).to_json()
     assert (r["downloads"], r["files_read"]) == (1, 1)
     assert project(config, "a")["total"] == 2 and project(config, "b")["total"] == 1
 
@@ -328,28 +328,28 @@ def test_copy_in_progress_is_not_a_new_log(config: Config, logs: Path) -> None:
     content = "".join(wheel("a", when=f"24/Nov/2026:10:00:{i:02d} +0000") for i in range(40))
     assert len(content) > stats.HEAD_BYTES
     log.write_text(content)
-    assert run_stats(config)["downloads"] == 40
+    assert run_stats(config).to_json()["downloads"] == 40
     (logs / "access.log.1").write_text(content[:300])  # cut mid-line, like a copy being written
-    assert run_stats(config)["downloads"] == 0
+    assert run_stats(config).to_json()["downloads"] == 0
     (logs / "access.log.1").write_text(content)
-    assert run_stats(config)["downloads"] == 0
+    assert run_stats(config).to_json()["downloads"] == 0
 
 
 def test_rotation_mid_compression(config: Config, logs: Path) -> None:
     """logrotate renamed access.log.1 to access.log.2 and is still writing access.log.2.gz."""
     log1 = logs / "access.log.1"
     log1.write_text(wheel("a") * 50)
-    assert run_stats(config)["downloads"] == 50
+    assert run_stats(config).to_json()["downloads"] == 50
     log2 = logs / "access.log.2"
     os.rename(log1, log2)
     packed = gzip.compress(log2.read_bytes())
     (logs / "access.log.2.gz").write_bytes(packed[: len(packed) // 2])
-    r = run_stats(config)
+    r = run_stats(config).to_json()
     assert r["ok"] is True and r["downloads"] == 0
     assert r["incomplete"] == [str(logs / "access.log.2.gz")]
     (logs / "access.log.2.gz").write_bytes(packed)
     log2.unlink()
-    r = run_stats(config)
+    r = run_stats(config).to_json()
     assert (r["downloads"], r["incomplete"]) == (0, [])
     assert totals(config)["downloads"] == 50
 
@@ -357,7 +357,7 @@ def test_rotation_mid_compression(config: Config, logs: Path) -> None:
 def test_unreadable_file_is_a_failure_not_fatal(config: Config, logs: Path) -> None:
     (logs / "access.log").write_text(wheel("a"))
     (logs / "access.log.5.gz").write_bytes(b"this is not gzip data\n")
-    r = run_stats(config)
+    r = run_stats(config).to_json()
     assert r["ok"] is False
     assert [f["file"] for f in r["failures"]] == [str(logs / "access.log.5.gz")]
     assert r["downloads"] == 1 and project(config, "a")["total"] == 1
@@ -365,11 +365,11 @@ def test_unreadable_file_is_a_failure_not_fatal(config: Config, logs: Path) -> N
 
 def test_output_is_regenerated_from_state(config: Config, logs: Path) -> None:
     (logs / "access.log").write_text(wheel("a") + wheel("b") + line(pkg("a-1.0-py3-none-any.whl") + ".metadata"))
-    run_stats(config)
+    run_stats(config).to_json()
     before = {p: project(config, p) for p in ("a", "b")}
     before_totals = totals(config)
     shutil.rmtree(out(config))
-    r = run_stats(config)
+    r = run_stats(config).to_json()
     assert (r["lines_read"], r["projects_written"]) == (0, 2)
     assert {p: project(config, p) for p in ("a", "b")} == before
     assert totals(config) == before_totals
@@ -379,7 +379,7 @@ def test_output_is_regenerated_from_state(config: Config, logs: Path) -> None:
 def test_output_directory_from_config(tmp_path: Path, logs: Path) -> None:
     config = make_config(tmp_path, logs, output_directory="public/stats")  # relative to the config file
     (logs / "access.log").write_text(wheel("a"))
-    r = run_stats(config)
+    r = run_stats(config).to_json()
     assert r["output_directory"] == str(tmp_path / "public" / "stats")
     assert (tmp_path / "public" / "stats" / "projects" / "a.json").is_file()
     assert (config.directory / "stats.sqlite").is_file()
@@ -406,11 +406,11 @@ def test_top_projects_by_window(config: Config, logs: Path) -> None:
 def test_no_pattern_is_a_configuration_error(tmp_path: Path) -> None:
     config = config_from_mapping({"directory": str(tmp_path), "upstream": "http://127.0.0.1:9/"}, tmp_path / "m.yml")
     with pytest.raises(ConfigError, match="statistics.access_log_pattern"):
-        run_stats(config)
+        run_stats(config).to_json()
 
 
 def test_no_logs_yet(config: Config) -> None:
-    r = run_stats(config)
+    r = run_stats(config).to_json()
     assert (r["ok"], r["files_seen"], r["lines_read"]) == (True, 0, 0)
     assert summary(config)["totals"]["downloads"] == 0
 
@@ -420,7 +420,7 @@ def test_damaged_state_is_one_sentence(config: Config, logs: Path) -> None:
     config.directory.mkdir(parents=True)
     (config.directory / "stats.sqlite").write_bytes(b"this is not a database" * 100)
     with pytest.raises(MirrorSyncError, match="cannot use the statistics state"):
-        run_stats(config)
+        run_stats(config).to_json()
 
 
 def test_concurrent_run_is_refused(config: Config, logs: Path) -> None:
@@ -430,10 +430,10 @@ def test_concurrent_run_is_refused(config: Config, logs: Path) -> None:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         with pytest.raises(LockedError):
-            run_stats(config)
+            run_stats(config).to_json()
     finally:
         os.close(fd)
-    assert run_stats(config)["downloads"] == 1
+    assert run_stats(config).to_json()["downloads"] == 1
 
 
 # ----------------------------------------------------------------------------- real nginx
@@ -561,7 +561,7 @@ def test_real_nginx_log(nginx: tuple[str, Path, Path], tmp_path: Path) -> None:
         time.sleep(0.05)
     lines = (logdir / "access.log").read_text().splitlines()
     assert len(lines) == 11
-    r = run_stats(config)
+    r = run_stats(config).to_json()
     assert r["ok"] and r["malformed"] == 0 and r["lines_read"] == 11
     assert (r["downloads"], r["metadata"], r["pages"]) == (4, 1, 3)
     demo = project(config, "demo-pkg")
@@ -574,4 +574,4 @@ def test_real_nginx_log(nginx: tuple[str, Path, Path], tmp_path: Path) -> None:
         "pages": 2,
     }
     assert summary(config)["totals"]["partial"] == 1
-    assert run_stats(config)["lines_read"] == 0
+    assert run_stats(config).to_json()["lines_read"] == 0

@@ -44,6 +44,7 @@ from ..clock import utc_iso
 from ..config import Config
 from ..errors import ConfigError, FilesystemError, LockedError, MirrorSyncError
 from ..fsutil import file_lock, write_atomic
+from ..reports import Failure, StatsReport, StatsTotals
 from .logparse import LineParser, Malformed
 
 log = logging.getLogger(__name__)
@@ -261,7 +262,7 @@ class _RunCounts:
     metadata: int = 0
     pages: int = 0
     incomplete: list[str] = field(default_factory=list)
-    failures: list[dict[str, str]] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
     projects: set[str] = field(default_factory=set)
 
 
@@ -512,7 +513,7 @@ def log_files(config: Config) -> list[str]:
     return sorted(p for p in glob.glob(pattern) if os.path.isfile(p))
 
 
-def run_stats(config: Config, *, today: Optional[date] = None) -> dict[str, Any]:
+def run_stats(config: Config, *, today: Optional[date] = None) -> StatsReport:
     """Count new access log lines into the state, write the JSON output, return the run's summary.
 
     ``today`` (UTC) anchors the "last N days" top lists; tests pass it, the CLI does not.
@@ -545,7 +546,7 @@ def _run_locked(
     run: _RunCounts,
     started: float,
     today: Optional[date],
-) -> dict[str, Any]:
+) -> StatsReport:
     state = StatsState(state_path)
     try:
         records = state.logs()
@@ -559,9 +560,9 @@ def _run_locked(
                 run.incomplete.append(path)
                 log.info("event=stats_incomplete file=%s", path)
             except PermissionError as exc:
-                run.failures.append({"file": path, "error": f"cannot read {path}: {exc.strerror}"})
+                run.failures.append(Failure(f"cannot read {path}: {exc.strerror}", file=path))
             except _DECOMPRESS_ERRORS as exc:
-                run.failures.append({"file": path, "error": f"cannot read {path}: {exc}"})
+                run.failures.append(Failure(f"cannot read {path}: {exc}", file=path))
         try:
             written = _write_outputs(state, outdir, run.projects, today or datetime.now(timezone.utc).date())
         except OSError as exc:
@@ -573,37 +574,35 @@ def _run_locked(
         state.close()
     finished = time.time()
     for failure in run.failures:
-        log.warning("event=stats_failed file=%s error=%r", failure["file"], failure["error"])
+        log.warning("event=stats_failed file=%s error=%r", failure.file, failure.error)
     log.info(
         "event=stats_done files=%d read=%d lines=%d downloads=%d malformed=%d",
         run.files_seen, run.files_read, run.lines, run.downloads, run.malformed,
     )
-    return {
-        "command": "stats",
-        "ok": not run.failures,
-        "directory": str(config.directory),
-        "output_directory": str(outdir),
-        "started": utc_iso(started),
-        "finished": utc_iso(finished),
-        "duration_s": round(finished - started, 3),
-        "files_seen": run.files_seen,
-        "files_read": run.files_read,
-        "lines_read": run.lines,
-        "downloads": run.downloads,
-        "metadata": run.metadata,
-        "pages": run.pages,
-        "malformed": run.malformed,
-        "projects_written": written,
-        "incomplete": run.incomplete,
-        "totals": {
-            "downloads": totals["download"],
-            "metadata": totals["metadata"],
-            "pages": totals["page"],
-            "lines": totals["lines"],
-            "malformed": totals["malformed"],
-        },
-        "failures": run.failures,
-    }
+    return StatsReport(
+        directory=str(config.directory),
+        output_directory=str(outdir),
+        started=utc_iso(started),
+        finished=utc_iso(finished),
+        duration_s=round(finished - started, 3),
+        files_seen=run.files_seen,
+        files_read=run.files_read,
+        lines_read=run.lines,
+        downloads=run.downloads,
+        metadata=run.metadata,
+        pages=run.pages,
+        malformed=run.malformed,
+        projects_written=written,
+        totals=StatsTotals(
+            downloads=totals["download"],
+            metadata=totals["metadata"],
+            pages=totals["page"],
+            lines=totals["lines"],
+            malformed=totals["malformed"],
+        ),
+        incomplete=run.incomplete,
+        failures=run.failures,
+    )
 
 
 def _now_iso() -> str:

@@ -2,58 +2,63 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from ..clock import parse_utc_iso
 from ..config import Config
+from ..reports import LastRun, StatusReport
 from ..state import State, meta_int
 
 
-def read_status(config: Config) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "command": "status",
-        "directory": str(config.directory),
-        "upstream": config.upstream,
-        "initialized": config.state_path.exists(),
-        "last_sync_started": None,
-        "last_sync_finished": None,
-        "last_success": None,
-        "last_result": None,
-        "last_duration_s": None,
-        "last_verify": None,
-        "last_verify_result": None,
-        "upstream_serial": None,
-        "mirror_serial": None,
-        "lag_serials": None,
-        "lag_seconds": None,
-        "projects": 0,
-        "files": 0,
-        "bytes": 0,
-    }
-    if not out["initialized"]:
-        return out
+def read_status(config: Config) -> StatusReport:
+    """The mirror's status from its state (read-only; a mirror without a state is not initialized)."""
+    if not config.state_path.exists():
+        return StatusReport(str(config.directory), config.upstream, initialized=False)
     state = State(config.state_path, readonly=True)
     try:
         meta = state.meta()
-        projects, files, size = state.totals()
+        totals = state.totals()
     finally:
         state.close()
-    for key in ("last_sync_started", "last_sync_finished", "last_success", "last_result", "last_verify", "last_verify_result"):
-        out[key] = meta.get(key)
+    return status_of(str(config.directory), config.upstream, meta, totals, now=time.time())
+
+
+def status_of(directory: str, upstream: str, meta: Mapping[str, str], totals: tuple[int, int, int], *, now: float) -> StatusReport:
+    """What the state's meta keys and totals (projects, files, bytes) say, at Unix time `now`.
+
+    >>> meta = {"last_success": "1970-01-01T00:01:40Z", "upstream_serial": "12", "mirror_serial": "10", "last_duration_s": "1.5"}
+    >>> s = status_of("/srv/mirror", "http://u.invalid/simple/", meta, (2, 3, 400), now=160.0)
+    >>> s.lag_serials, s.lag_seconds, s.last_duration_s, s.files, s.last_run
+    (2, 60.0, 1.5, 3, LastRun(failures=None, downloaded=None, downloaded_bytes=None, deleted_files=None))
+    """
     duration = meta.get("last_duration_s")
-    out["last_duration_s"] = float(duration) if duration else None
-    upstream_serial = meta_int(meta.get("upstream_serial"))
-    mirror_serial = meta_int(meta.get("mirror_serial"))
-    out["upstream_serial"] = upstream_serial
-    out["mirror_serial"] = mirror_serial
-    if upstream_serial is not None and mirror_serial is not None:
-        out["lag_serials"] = max(0, upstream_serial - mirror_serial)
     success = parse_utc_iso(meta.get("last_success"))
-    out["lag_seconds"] = round(time.time() - success, 1) if success is not None else None
-    out["projects"], out["files"], out["bytes"] = projects, files, size
-    for key in ("last_failures", "last_downloaded", "last_downloaded_bytes", "last_deleted_files"):
-        out[key] = meta_int(meta.get(key))
-    return out
+    projects, files, size = totals
+    return StatusReport(
+        directory,
+        upstream,
+        initialized=True,
+        last_sync_started=meta.get("last_sync_started"),
+        last_sync_finished=meta.get("last_sync_finished"),
+        last_success=meta.get("last_success"),
+        last_result=meta.get("last_result"),
+        last_duration_s=float(duration) if duration else None,
+        last_verify=meta.get("last_verify"),
+        last_verify_result=meta.get("last_verify_result"),
+        upstream_serial=meta_int(meta.get("upstream_serial")),
+        mirror_serial=meta_int(meta.get("mirror_serial")),
+        lag_seconds=round(now - success, 1) if success is not None else None,
+        projects=projects,
+        files=files,
+        bytes=size,
+        last_run=LastRun(
+            failures=meta_int(meta.get("last_failures")),
+            downloaded=meta_int(meta.get("last_downloaded")),
+            downloaded_bytes=meta_int(meta.get("last_downloaded_bytes")),
+            deleted_files=meta_int(meta.get("last_deleted_files")),
+        ),
+    )
 
 
 def format_status(status: dict[str, Any]) -> str:
