@@ -18,6 +18,8 @@ from .pip_default import default_upstream
 if TYPE_CHECKING:  # imported where parsed: a configuration without requirements never loads the parser
     from packaging.requirements import Requirement
 
+    from .policy.settings import PolicySettings
+
 # Every configuration key, a section's keys dotted (`statistics.output_directory`), with its default as the
 # parsed Config holds it: the one declaration the parser and Config take their defaults from, and that
 # tests/test_contract.py compares with the README's table, the Ansible module and the sync role.
@@ -45,6 +47,19 @@ KEYS: dict[str, Any] = {
     "statistics.access_log_pattern": None,
     "statistics.output_directory": None,  # None: <directory>/web/stats
     "metrics.textfile_directory": None,
+    # policy (mirror_sync/policy/settings.py validates these)
+    "cooldown": None,  # a file is mirrored once its upload-time is this old (7d, 12h, P7D)
+    "cooldown_unknown": "hold",  # files without upload-time: hold (fail closed) or allow
+    "uploaded_before": None,  # an RFC 3339 instant: only files uploaded before it
+    "cooldown_exempt": (),  # PEP 508 requirements whose releases skip the time rules
+    "advisories": None,  # an OSV export (the zip OSV publishes, or a directory of .json files)
+    "block.malicious": True,  # with advisories: MAL- advisories block
+    "block.vulnerable": "off",  # with advisories: off, low, moderate, high or critical
+    "allow": None,  # advisory id -> requirements for which it is ignored
+    # the organisation's own packages
+    "local": None,  # a directory of wheels and sdists published into the same index
+    "merge_upstream": (),  # local project names that also take upstream's files
+    "public_url": None,  # the mirror's own base URL (for PEP 740 provenance links)
 }
 SECTIONS = frozenset(key.split(".", 1)[0] for key in KEYS if "." in key)  # keys whose value is a mapping of keys
 
@@ -100,6 +115,10 @@ class Config:
     fsync: bool = KEYS["fsync"]
     statistics: StatisticsConfig = field(default_factory=StatisticsConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    policy: PolicySettings = field(default_factory=lambda: _no_policy())
+    local: Optional[Path] = KEYS["local"]
+    merge_upstream: tuple[str, ...] = KEYS["merge_upstream"]  # canonical names
+    public_url: Optional[str] = KEYS["public_url"]  # ends with "/"
 
     @property
     def web(self) -> Path:
@@ -131,7 +150,14 @@ class Config:
             or not self.prereleases
             or self.latest is not None
             or self.max_file_size is not None
+            or self.policy.active
         )
+
+
+def _no_policy() -> PolicySettings:
+    from .policy.settings import PolicySettings
+
+    return PolicySettings()
 
 
 _FROM_KEYS: Any = object()  # _Reader.get's default: the key's default in KEYS
@@ -374,6 +400,29 @@ def config_from_mapping(data: dict[str, Any], file: Path) -> Config:
     mr = _Reader(metrics_raw, file, "metrics.", declared=True)
     metrics = MetricsConfig(textfile_directory=mr.get("textfile_directory", str))
     mr.finish()
+    policy = _policy(r, data, file)
+    local_raw = r.get("local", str)
+    local = None
+    if local_raw is not None:
+        local = Path(os.path.expanduser(local_raw))
+        if not local.is_absolute():
+            local = (file.parent / local).resolve()
+    merge = r.get("merge_upstream", list)
+    merge_upstream: tuple[str, ...] = ()
+    if merge:
+        from packaging.utils import canonicalize_name
+
+        for i, name in enumerate(merge):
+            if not isinstance(name, str) or not re.match(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$", name):
+                raise r.fail(f"merge_upstream[{i}]", f"must be a project name, not {name!r}")
+        merge_upstream = tuple(sorted({canonicalize_name(n) for n in merge}))
+        if local is None:
+            raise r.fail("merge_upstream", "needs 'local', the directory of the organisation's own packages")
+    public_url = r.get("public_url", str)
+    if public_url is not None:
+        if not re.match(r"^https?://[^/\s]+", public_url):
+            raise r.fail("public_url", f"must be the mirror's base http(s) URL, such as https://pypi.example.org/, not {public_url!r}")
+        public_url = public_url if public_url.endswith("/") else public_url + "/"
     r.finish()
 
     return Config(
@@ -400,4 +449,30 @@ def config_from_mapping(data: dict[str, Any], file: Path) -> Config:
         fsync=fsync,
         statistics=statistics,
         metrics=metrics,
+        policy=policy,
+        local=local,
+        merge_upstream=merge_upstream,
+        public_url=public_url,
     )
+
+
+def _policy(r: _Reader, data: dict[str, Any], file: Path) -> PolicySettings:
+    """The policy keys, read (so that their types are checked and they count as known) and
+    validated by the policy's own parser; its errors name the file too."""
+    from .policy.settings import POLICY_KEYS, parse_policy
+
+    kinds: dict[str, Any] = {"cooldown": (str, int), "cooldown_unknown": str, "cooldown_exempt": list, "advisories": str,
+                             "block": dict, "allow": dict}
+    raw: dict[str, Any] = {}
+    for key in POLICY_KEYS:
+        if key == "uploaded_before":
+            r.used.add(key)  # YAML may give a datetime already; the policy's parser takes both
+        else:
+            r.get(key, kinds[key])
+        if data.get(key) is not None:
+            raw[key] = data[key]
+    try:
+        return parse_policy(raw, file.parent)
+    except ConfigError as exc:
+        key, _, rest = str(exc).partition(": ")
+        raise ConfigError(f"{file}: key '{key}': {rest}") from None

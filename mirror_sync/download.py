@@ -6,14 +6,22 @@ import hashlib
 import logging
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from contextlib import contextmanager
 from typing import Callable, Iterator, Optional, TypeVar, Union
 
 import requests
 
-from .errors import HttpStatusError, IncompleteError, IntegrityError, NotFoundError, TooLargeError, UpstreamError
+from .errors import (
+    HostileDataError,
+    HttpStatusError,
+    IncompleteError,
+    IntegrityError,
+    NotFoundError,
+    TooLargeError,
+    UpstreamError,
+)
 from .fsutil import TempNames, make_dirs, raise_if_full, write_file
 from .http import DeadlineExceeded, HttpClient, HttpResponse, iter_capped
 from .names import package_path
@@ -27,6 +35,7 @@ SMALL_FILE = 1024 * 1024  # read in one piece up to this size
 HARD_SIZE_CAP = 64 * 1024**3  # no single file is bigger than this; a stream that is, is hostile
 DEADLINE_RATE = 128 * 1024  # a file gets one second beyond the deadline per this many bytes it advertises
 METADATA_LIMIT = 16 * 1024 * 1024  # a core metadata document (PEP 658) is kilobytes; more is hostile
+LOCAL_SCHEME = "local:"  # the URL of a file of the `local` directory: local:<absolute path> (no page yields it)
 
 
 @dataclass
@@ -40,8 +49,10 @@ class Fetched:
 
 
 class Downloader:
-    def __init__(self, client: HttpClient, web: Path, *, retries: int, fsync: bool, max_file_size: Optional[int]) -> None:
+    def __init__(self, client: HttpClient, web: Path, *, retries: int, fsync: bool, max_file_size: Optional[int],
+                 local_root: Optional[Path] = None) -> None:
         self.client = client
+        self.local_root = None if local_root is None else os.path.realpath(local_root)
         self.web = web
         self.retries = retries
         self.fsync = fsync
@@ -63,7 +74,10 @@ class Downloader:
         if not self._incoming_ready:
             os.makedirs(self.incoming, exist_ok=True)
             self._incoming_ready = True
-        got_size, got_sha, tmp, data, mtime_ns = self._stream_with_retries(url, filename, sha256, size)
+        if url.startswith(LOCAL_SCHEME):
+            got_size, got_sha, tmp, data, mtime_ns = self._copy_local(url[len(LOCAL_SCHEME):], filename, sha256, size)
+        else:
+            got_size, got_sha, tmp, data, mtime_ns = self._stream_with_retries(url, filename, sha256, size)
         rel = package_path(got_sha, filename)
         target = os.path.join(self.web_s, rel)
         try:
@@ -170,6 +184,40 @@ class Downloader:
         except BaseException:
             _unlink(tmp)
             raise
+
+    def _copy_local(self, source: str, filename: str, sha256: Optional[str], size: Optional[int]) -> tuple[int, str, str, Optional[bytes], int]:
+        """A file of the `local` directory, copied (never linked: the mirror's copy must not change
+        when someone edits the directory) into .incoming and checked against what was validated."""
+        real = os.path.realpath(source)
+        if self.local_root is None or os.path.commonpath([real, self.local_root]) != self.local_root:
+            raise HostileDataError(f"file {filename}: {source} is not inside the local directory")
+        tmp = os.path.join(self.incoming, f"{filename}.{self.names.next()}")
+        digest = hashlib.sha256()
+        written = 0
+        try:
+            with open(real, "rb") as src, open(tmp, "xb") as fh:
+                while chunk := src.read(CHUNK):
+                    written += len(chunk)
+                    digest.update(chunk)
+                    fh.write(chunk)
+                fh.flush()
+                if self.fsync:
+                    os.fsync(fh.fileno())
+                mtime_ns = os.fstat(fh.fileno()).st_mtime_ns
+        except FileNotFoundError:
+            _unlink(tmp)
+            raise IntegrityError(f"file {filename}: {source} went away from the local directory during the run") from None
+        except OSError as exc:
+            _unlink(tmp)
+            raise_if_full(exc, Path(tmp))
+            raise
+        got = digest.hexdigest()
+        try:
+            self._check(filename, written, got, size if size is not None else written, sha256, size)
+        except IntegrityError:
+            _unlink(tmp)
+            raise IntegrityError(f"file {filename}: {source} changed in the local directory during the run") from None
+        return written, got, tmp, None, mtime_ns
 
     @staticmethod
     def _check(filename: str, written: int, got: str, cap: int, sha256: Optional[str], size: Optional[int]) -> None:

@@ -47,6 +47,7 @@ from packaging.version import InvalidVersion, Version
 from .errors import HostileDataError, LocalPackageError
 from .fsutil import raise_if_full
 from .metadata import requires_dist as metadata_requires_dist
+from .models import ProjectPage, UpstreamFile
 from .names import canonical_project, check_filename
 
 WHEEL_SUFFIX = ".whl"
@@ -666,3 +667,41 @@ def add_distribution(src: Path, local_dir: Path, *, limits: ArchiveLimits = DEFA
             pass
     info = dest.stat()
     return replace(dist, path=dest, mtime_ns=info.st_mtime_ns, upload_time=upload_time_of(info.st_mtime_ns))
+
+
+# -- as a page of the index -------------------------------------------------------------------
+
+
+def local_page(project: LocalProject, upstream: ProjectPage | None = None) -> ProjectPage:
+    """The project's page as the mirror publishes it: the local directory's files, and, for a
+    name in `merge_upstream`, upstream's files too (a local file wins over an upstream file of
+    the same name). Without `upstream`, nothing of upstream's reaches the page: the name is
+    reserved for the organisation's own files (no dependency confusion)."""
+    from .download import LOCAL_SCHEME
+
+    files = [
+        UpstreamFile(
+            filename=d.filename,
+            url=LOCAL_SCHEME + os.fspath(d.path),
+            sha256=d.sha256,
+            size=d.size,
+            requires_python=d.requires_python,
+            yanked=d.yanked,
+            upload_time=d.upload_time,
+            version=d.version,
+            local=True,
+        )
+        for d in project.files
+    ]
+    mine = hashlib.sha256("\n".join(f"{d.filename} {d.sha256} {d.mtime_ns}" for d in project.files).encode())
+    if upstream is None:
+        return ProjectPage(project.name, project.canonical, None, files, fingerprint=mine.hexdigest(), local=True)
+    names = {f.filename for f in files}
+    merged = files + [f for f in upstream.files if f.filename not in names]
+    mine.update((upstream.fingerprint or "").encode())
+    return replace(upstream, files=merged, fingerprint=mine.hexdigest(), local=True, etag=None, last_modified=None)
+
+
+def local_requires(project: LocalProject) -> dict[str, tuple[str, ...]]:
+    """filename -> its Requires-Dist lines, as validated (the closure follows them)."""
+    return {d.filename: d.requires_dist for d in project.files}

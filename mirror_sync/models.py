@@ -23,6 +23,7 @@ class UpstreamFile:
     metadata_sha256: Optional[str] = None
     version: Optional[str] = None  # parsed from the filename, None when it cannot be
     provenance: str | None = None  # PEP 740: the absolute http(s) URL of its provenance, when upstream gives one
+    local: bool = False  # a file of the organisation's own (the `local` directory): no policy applies to it
 
 
 @dataclass
@@ -39,6 +40,7 @@ class ProjectPage:
     conflicts: list[str] = field(default_factory=list)  # filenames listed twice with different hashes (not mirrored)
     etag: Optional[str] = None  # upstream's validators, for a conditional request next time
     last_modified: Optional[str] = None
+    local: bool = False  # the project is the organisation's own: its page comes from the `local` directory
 
 
 class RootProjects(Mapping[str, tuple[str, Optional[int]]]):

@@ -12,10 +12,10 @@ import stat
 from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Optional, TypeVar
+from typing import TYPE_CHECKING, Callable, Optional, TypeVar
 
 from .download import Downloader, Fetched
-from .errors import FilesystemError
+from .errors import FilesystemError, NotFoundError
 from .fsutil import TempNames, make_dirs, stage, write_atomic
 from .metadata import file_requires, requires_dist, wheel_metadata
 from .models import MirroredFile, ProjectPage, UpstreamFile
@@ -24,6 +24,9 @@ from .plan.project import plan_project
 from .plan.selection import Selector, Want
 from .render import project_html, project_json
 from .upstream import Upstream, Validators
+
+if TYPE_CHECKING:
+    from .local import LocalProject
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +51,13 @@ class ProjectTask:
     validators: Optional[Validators] = None  # what upstream sent with the page last time
     page: Optional[ProjectPage] = None  # already read in this run (by the closure walk)
     not_modified: bool = False  # upstream answered this run's conditional request with 304
+    matured: bool = False  # a file the policy held back last time has matured: select again
+    local: Optional[LocalProject] = None  # the organisation's own files of this name (the `local` directory)
+    merge_upstream: bool = False  # ... and upstream's too (`merge_upstream`); otherwise the name is reserved
 
     @property
     def same_selection(self) -> bool:
-        return self.previous_selection == self.selection
+        return self.previous_selection == self.selection and not self.matured
 
     @property
     def narrower_selection(self) -> bool:
@@ -59,7 +65,7 @@ class ProjectTask:
         most projects first with part of what it will end up wanting of them)."""
         if self.same_selection:
             return True
-        if self.want is None or self.previous_selection is None:
+        if self.want is None or self.previous_selection is None or self.matured:
             return False
         filters, _, rest = self.selection.partition(":")
         prev_filters, _, prev_rest = self.previous_selection.partition(":")
@@ -87,6 +93,8 @@ class ProjectResult:
     etag: Optional[str] = None
     last_modified: Optional[str] = None
     conflicts: list[str] = field(default_factory=list)  # filenames upstream lists twice, differently
+    refused: list[dict[str, object]] = field(default_factory=list)  # what the policy keeps out, and why
+    held_until: Optional[float] = None  # when the earliest held file matures
 
 
 class ProjectSyncer:
@@ -133,10 +141,29 @@ class ProjectSyncer:
         the mirror's copy was made for the same selection). None: upstream says it is unchanged."""
         if task.page is not None or task.not_modified:
             return task.page
+        if task.local is not None:
+            return self._local_page(task)
         if task.narrower_selection and self._pages_present(task.canonical):
             return self.upstream.project(task.canonical, min_serial=task.root_serial, validators=task.validators,
                                          fingerprint=task.previous_fingerprint)
         return self.upstream.project(task.canonical, min_serial=task.root_serial)
+
+    def _local_page(self, task: ProjectTask) -> ProjectPage:
+        """The page of one of the organisation's own projects: never upstream's files, unless
+        the name is in `merge_upstream`. The requirements of its files are known from their
+        validation: the closure follows them without copying a file."""
+        assert task.local is not None
+        upstream = None
+        if task.merge_upstream:
+            try:
+                upstream = self.upstream.project(task.canonical, min_serial=task.root_serial)
+            except NotFoundError:
+                upstream = None
+        from .local import local_page
+
+        for d in task.local.files:
+            self.requires.setdefault((d.filename, d.sha256), list(d.requires_dist))
+        return local_page(task.local, upstream)
 
     def _page(self, task: ProjectTask) -> Optional[ProjectPage]:
         """The page, or None when the mirror's pages are those of an unchanged upstream page."""
@@ -144,7 +171,7 @@ class ProjectSyncer:
         if page is None:
             if task.same_selection and self._pages_present(task.canonical):
                 return None
-            page = self.upstream.project(task.canonical, min_serial=task.root_serial)
+            page = self._local_page(task) if task.local is not None else self.upstream.project(task.canonical, min_serial=task.root_serial)
             assert page is not None
         if (
             task.previous_fingerprint is not None
@@ -189,8 +216,10 @@ class ProjectSyncer:
         if result.serial is None:
             result.serial = task.local_serial
         on_disk = self._on_disk(task.previous)
-        plan = plan_project(page, task.want, task.previous, self.selector.select, on_disk)
+        plan = plan_project(page, task.want, task.previous, self.selector.select, on_disk, self.selector.refusals)
         result.versions = list(plan.versions)
+        result.refused = plan.refused_report()
+        result.held_until = plan.matures
         try:
             if self.dry_run:  # the plan is the answer: what the run would fetch and delete
                 result.plan_fetch = plan.fetch_report()

@@ -96,6 +96,8 @@ class Publisher:
                     now,
                     r.etag,
                     r.last_modified,
+                    r.held_until,
+                    r.refused,
                 )
             self.state.add_garbage(garbage)
             self.state.commit()

@@ -20,6 +20,7 @@ class RunStats:
     plan_fetch: list[dict[str, Any]] = field(default_factory=list)
     plan_delete: list[dict[str, Any]] = field(default_factory=list)
     max_page_serial: Optional[int] = None  # the newest serial of the pages read (an allowlist reads no root)
+    refused: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # project -> what the policy keeps out
 
     def saw_serial(self, serial: Optional[int]) -> None:
         if serial is not None and (self.max_page_serial is None or serial > self.max_page_serial):
@@ -40,6 +41,27 @@ class MirrorTotals:
 
 
 @dataclass(frozen=True)
+class PolicyReport:
+    """What the policy keeps out of the mirror now, and the names reserved for local packages."""
+
+    held: list[dict[str, Any]]  # held back: project, filename, version, rule, matures (when it does), detail
+    blocked: list[dict[str, Any]]  # blocked: project, filename, version, rule, advisory, detail
+    reserved: list[str]  # the local directory's projects, whose names upstream cannot take
+
+    @property
+    def next_maturity(self) -> Optional[str]:
+        times = [str(e["matures"]) for e in self.held if e.get("matures")]
+        return min(times) if times else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"held": self.held, "blocked": self.blocked, "reserved": self.reserved, "next_maturity": self.next_maturity}
+
+    @classmethod
+    def from_entries(cls, entries: list[dict[str, Any]], reserved: list[str]) -> PolicyReport:
+        return cls([e for e in entries if e.get("kind") == "held"], [e for e in entries if e.get("kind") == "blocked"], reserved)
+
+
+@dataclass(frozen=True)
 class SyncReport:
     """The outcome of one `sync` (or its dry run)."""
 
@@ -54,6 +76,7 @@ class SyncReport:
     totals: MirrorTotals
     stats: RunStats
     deleted_projects: int
+    policy: Optional[PolicyReport] = None
 
     @property
     def ok(self) -> bool:
@@ -91,6 +114,8 @@ class SyncReport:
             "changed": self.changed,
             "failures": s.failed,
         }
+        if self.policy is not None:
+            doc["policy"] = self.policy.to_json()
         if self.dry_run:
             doc["plan"] = {
                 "fetch": s.plan_fetch,

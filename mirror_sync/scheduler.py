@@ -29,6 +29,7 @@ from .upstream import Validators
 if TYPE_CHECKING:
     from packaging.requirements import Requirement
 
+    from .local import LocalProject
     from .plan.closure import DependencyEvaluator, Visit
     from .runners import Runner
 
@@ -54,13 +55,17 @@ class Scheduler:
         publisher: Optional[Publisher],
         root: Optional[RootIndex],
         make_syncer: Callable[[Optional[ThreadPoolExecutor]], ProjectSyncer],
+        local: Optional[dict[str, LocalProject]] = None,
     ) -> None:
         self.config = config
+        self.local: dict[str, LocalProject] = local or {}  # the organisation's own projects
         self.selector = selector
         self.evaluator = evaluator
         self.fingerprint = fingerprint
         self.stats = stats
         self.known: dict[str, Known] = state.project_serials() if state is not None else {}
+        # the instant the policy judges at (a held file matures by it)
+        self.now = selector.policy.now.timestamp() if selector.policy is not None else time.time()
         self.state = state
         self.publisher = publisher
         self.root = root
@@ -72,18 +77,36 @@ class Scheduler:
         # an allowlist reads its (small) file table once; a full mirror, project by project
         self.files: Optional[dict[str, list[MirroredFile]]] = state.files_by_project() if state is not None and root is None else None
 
-    def _selection_key(self, want: Optional[Want]) -> str:
-        return self.fingerprint + ("" if want is None else ":" + want.key())
+    def _selection_key(self, canonical: str, want: Optional[Want]) -> str:
+        """What decides a project's files besides upstream's page: the filters, the policy's
+        view of the project (its advisories), and what is asked of it."""
+        key = self.fingerprint
+        policy = self.selector.policy
+        if policy is not None:
+            key += "/" + policy.project_key(canonical)[:16]
+        return key + ("" if want is None else ":" + want.key())
 
-    def _needs_sync(self, canonical: str, selection: str) -> bool:
+    def _matured(self, prev: Optional[Known]) -> bool:
+        """A file the policy held back last time may now pass (its cooldown is over)."""
+        return prev is not None and prev.held_until is not None and prev.held_until <= self.now
+
+    def _needs_sync(self, canonical: str) -> bool:
+        if canonical in self.local:  # the local directory is read every run (unchanged files: no work)
+            return True
         root_serial = self.root.projects[canonical][1] if self.root is not None else None
         prev = self.known.get(canonical)
         if prev is None or root_serial is None:
             return True
-        return prev.upstream_serial is None or prev.upstream_serial < root_serial or prev.selection != selection
+        if prev.upstream_serial is None or prev.upstream_serial < root_serial or self._matured(prev):
+            return True
+        return prev.selection != self._selection_key(canonical, None)
 
     def _task(self, canonical: str, want: Optional[Want], selection: str) -> ProjectTask:
-        if self.root is not None:
+        mine = self.local.get(canonical)
+        merge = mine is not None and canonical in self.config.merge_upstream
+        if mine is not None and not merge:  # reserved: upstream's serial says nothing of it
+            display, root_serial = mine.name, None
+        elif self.root is not None:
             display, root_serial = self.root.projects[canonical]
         else:
             display, root_serial = self.displays.get(canonical, canonical), None
@@ -100,21 +123,21 @@ class Scheduler:
         if root_serial is None:
             self.local_serial = (self.local_serial or 0) + 1
             local = self.local_serial
-        return ProjectTask(canonical, display, root_serial, want, selection, previous, fingerprint, prev_selection, local, validators)
+        return ProjectTask(canonical, display, root_serial, want, selection, previous, fingerprint, prev_selection, local, validators,
+                           matured=self._matured(prev), local=mine, merge_upstream=merge)
 
     def run_wave(self, names: Callable[[], Iterator[str]]) -> None:
         """A full mirror: sync every project that changed. `names` gives the projects (twice: a
         count, then the work), and nothing is kept per project: on a 700,000-project index a
         list of them, or of their tasks, would cost more than the rest of the run."""
-        fingerprint = self._selection_key(None)
-        count = sum(1 for c in names() if self._needs_sync(c, fingerprint))
+        count = sum(1 for c in names() if self._needs_sync(c))
         if not count:
             return
         from .runners import (
             choose_runner,  # worker processes: not loaded by a run with nothing to do
         )
 
-        todo = (self._task(c, None, fingerprint) for c in names() if self._needs_sync(c, fingerprint))
+        todo = (self._task(c, None, self._selection_key(c, None)) for c in names() if self._needs_sync(c))
         runner = choose_runner(self.make_syncer, self.config.workers, count)
         try:
             with _aborting_on_exit():
@@ -178,6 +201,7 @@ class Scheduler:
             log.error("event=file-failed project=%s file=%s error=%r", task.canonical, filename, error)
             s.fail(task.canonical, error, filename)
         if not result.unchanged:
+            s.refused[task.canonical] = result.refused
             s.synced += 1
             s.downloaded += result.downloaded
             s.downloaded_bytes += result.downloaded_bytes
@@ -197,7 +221,7 @@ class Scheduler:
         self.stats.fail(project, error)
 
     # -- closure --------------------------------------------------------------------------------
-    def run_closure(self, requirements: tuple[Requirement, ...]) -> tuple[set[str], set[str]]:
+    def run_closure(self, allowlist: tuple[Requirement, ...]) -> tuple[set[str], set[str]]:
         """An allowlist: walk its dependency closure to the fixpoint (reading pages and the
         requirements of selected files, nothing published), then sync each project once with
         what the whole closure wants of it. Returns (wanted, gone upstream)."""
@@ -207,13 +231,15 @@ class Scheduler:
         cfg = self.config
         selector = self.selector
         evaluator = self.evaluator
+        # the organisation's own projects are always published, and their dependencies followed
+        requirements = allowlist + tuple(_bare(name) for name in sorted(self.local))
         runner = ThreadRunner(self.make_syncer, cfg.workers)
         syncer = runner.syncer
         pages: dict[str, tuple[Optional[ProjectPage], bool]] = {}  # canonical -> (page, upstream said 304)
         gone: set[str] = set()
 
         def task_for(canonical: str, want: Want) -> ProjectTask:
-            task = self._task(canonical, want, self._selection_key(want))
+            task = self._task(canonical, want, self._selection_key(canonical, want))
             if canonical in pages:
                 task.page, task.not_modified = pages[canonical]
             if task.page is not None:
@@ -261,7 +287,7 @@ class Scheduler:
             for task in todo:
                 if task.page is not None:
                     self.stats.saw_serial(task.page.serial)
-            self._check_installable(todo, requirements)
+            self._check_installable(todo, allowlist)
             if todo:
                 with _aborting_on_exit():
                     self._drive(runner, todo, len(todo))
@@ -297,14 +323,23 @@ def _aborting_on_exit() -> Iterator[None]:
         raise
 
 
+def _bare(name: str) -> Requirement:
+    from packaging.requirements import Requirement
+
+    return Requirement(name)
+
+
 class Wanted:
     """The projects a full mirror wants: upstream's, less the blocklist (a view, not a copy)."""
 
-    def __init__(self, projects: Container[str], excluded: Optional[Callable[[str], bool]]) -> None:
+    def __init__(self, projects: Container[str], excluded: Optional[Callable[[str], bool]], local: frozenset[str] = frozenset()) -> None:
         self.projects = projects
         self.excluded = excluded
+        self.local = local
 
     def __contains__(self, name: object) -> bool:
+        if name in self.local:
+            return True
         return name in self.projects and not (self.excluded is not None and isinstance(name, str) and self.excluded(name))
 
 

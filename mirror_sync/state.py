@@ -32,7 +32,9 @@ CREATE TABLE IF NOT EXISTS projects (
     json_sha256 TEXT,
     synced_at REAL,
     etag TEXT,                      -- upstream's validators of the page, for a conditional request
-    last_modified TEXT
+    last_modified TEXT,
+    held_until REAL,                -- when the earliest file the policy holds back matures (POSIX time)
+    refused TEXT                    -- JSON list of the files the policy keeps out (held, blocked), with why
 );
 CREATE TABLE IF NOT EXISTS files (
     path TEXT PRIMARY KEY,          -- relative to web/
@@ -119,7 +121,12 @@ def meta_int(value: Optional[str]) -> Optional[int]:
 
 
 # columns added after the first schema: (table, column, type)
-_ADDED_COLUMNS = (("projects", "etag", "TEXT"), ("projects", "last_modified", "TEXT"))
+_ADDED_COLUMNS = (
+    ("projects", "etag", "TEXT"),
+    ("projects", "last_modified", "TEXT"),
+    ("projects", "held_until", "REAL"),
+    ("projects", "refused", "TEXT"),
+)
 
 
 def _add_missing_columns(db: sqlite3.Connection) -> None:
@@ -182,6 +189,7 @@ class Known:
     fingerprint: Optional[str]
     etag: Optional[str] = None
     last_modified: Optional[str] = None
+    held_until: Optional[float] = None  # the policy holds a file back until then
 
 
 class State:
@@ -280,10 +288,26 @@ class State:
     def project_serials(self) -> dict[str, Known]:
         """canonical -> what decides whether it changed upstream, for the no-op comparison."""
         try:
-            rows = self.db.execute("SELECT name, upstream_serial, selection, fingerprint, etag, last_modified FROM projects")
+            rows = self.db.execute("SELECT name, upstream_serial, selection, fingerprint, etag, last_modified, held_until FROM projects")
         except sqlite3.OperationalError:  # read-only, from before the validators were kept
-            rows = self.db.execute("SELECT name, upstream_serial, selection, fingerprint, NULL, NULL FROM projects")
-        return {r[0]: Known(r[1], r[2], r[3], r[4], r[5]) for r in rows}
+            rows = self.db.execute("SELECT name, upstream_serial, selection, fingerprint, NULL, NULL, NULL FROM projects")
+        return {r[0]: Known(r[1], r[2], r[3], r[4], r[5], r[6]) for r in rows}
+
+    def earliest_maturity(self) -> Optional[float]:
+        """When the first file the policy holds back matures (None: nothing is held for a while)."""
+        try:
+            row = self.db.execute("SELECT MIN(held_until) FROM projects").fetchone()
+        except sqlite3.OperationalError:  # read-only, from before the policy
+            return None
+        return None if row is None else row[0]
+
+    def refused_files(self) -> list[dict[str, object]]:
+        """Every file the policy keeps out (held back or blocked), project by project."""
+        try:
+            rows = self.db.execute("SELECT refused FROM projects WHERE refused IS NOT NULL ORDER BY name").fetchall()
+        except sqlite3.OperationalError:
+            return []
+        return [entry for (text,) in rows for entry in json.loads(text)]
 
     def project(self, name: str) -> Optional[ProjectRow]:
         row = self.db.execute("SELECT * FROM projects WHERE name = ?", (name,)).fetchone()
@@ -312,12 +336,15 @@ class State:
         synced_at: float,
         etag: Optional[str] = None,
         last_modified: Optional[str] = None,
+        held_until: Optional[float] = None,
+        refused: Optional[list[dict[str, object]]] = None,
     ) -> None:
         self.db.execute(
             "INSERT OR REPLACE INTO projects(name, display, serial, upstream_serial, fingerprint, selection, status, versions,"
-            " html_sha256, json_sha256, synced_at, etag, last_modified) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            " html_sha256, json_sha256, synced_at, etag, last_modified, held_until, refused) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (name, display, serial, upstream_serial, fingerprint, selection, json.dumps(status) if status else None,
-             json.dumps(versions), html_sha256, json_sha256, synced_at, etag, last_modified),
+             json.dumps(versions), html_sha256, json_sha256, synced_at, etag, last_modified, held_until,
+             json.dumps(refused) if refused else None),
         )
 
     def mark_unchanged(self, name: str, upstream_serial: Optional[int], synced_at: float) -> None:

@@ -15,7 +15,7 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Container, Optional
+from typing import TYPE_CHECKING, Any, Callable, Container, Iterator, Optional
 
 from .clock import utc_iso
 from .config import Config
@@ -29,17 +29,45 @@ from .plan.keys import filter_fingerprint, run_key
 from .plan.selection import Selector
 from .project_sync import INCOMING, STAGING, ProjectSyncer
 from .publish import Publisher
-from .reports import MirrorTotals, RunStats, SyncReport
+from .reports import MirrorTotals, PolicyReport, RunStats, SyncReport
 from .scheduler import Scheduler, Wanted
 from .state import RunOutcome, RunProgress, State
 from .upstream import Upstream
 
 if TYPE_CHECKING:
+    from .local import LocalProject
     from .plan.closure import DependencyEvaluator
+    from .policy.rules import Policy
 
 log = logging.getLogger("mirror_sync")
 
 __all__ = ["Syncer", "filter_fingerprint", "utc_iso"]
+
+
+def load_policy(config: Config, cache: bool) -> Optional[Policy]:
+    """The configured policy at this run's instant, with its advisories loaded (None: no policy).
+    `cache`: keep the advisory export's compact index in the mirror directory."""
+    settings = config.policy
+    if not settings.active:
+        return None
+    from .policy.osv import load_advisories
+    from .policy.rules import Policy, clock_now
+
+    db = None
+    if settings.advisories is not None and settings.block.any:
+        index = config.directory / "advisories.index" if cache and config.directory.is_dir() else None
+        db = load_advisories(settings.advisories, index=index)
+    return Policy(settings, db, clock_now())
+
+
+def _local_digest(local: dict[str, LocalProject]) -> Optional[str]:
+    """Changes with any file of the local directory (so that a run does not stop at an unchanged upstream)."""
+    if not local:
+        return None
+    import hashlib
+
+    lines = (f"{d.filename} {d.sha256} {d.mtime_ns}" for name in sorted(local) for d in local[name].files)
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
 
 
 class Syncer:
@@ -48,7 +76,9 @@ class Syncer:
         self.dry_run = dry_run
         self.allow_mass_delete = allow_mass_delete
         self.stats = RunStats()
-        self.selector = Selector(config)
+        self.local: dict[str, LocalProject] = {}  # the `local` directory's projects, read at the start of the run
+        self.policy = load_policy(config, cache=not dry_run)
+        self.selector = Selector(config, self.policy)
         self.fingerprint = filter_fingerprint(config)
         self.allowlist = config.projects is not None
         self.root_header_serial: Optional[int] = None  # an allowlist's root, as its headers announce it
@@ -66,6 +96,10 @@ class Syncer:
     def run(self) -> SyncReport:
         cfg = self.config
         started = time.time()
+        if cfg.local is not None:
+            from .local import scan_local
+
+            self.local = scan_local(cfg.local)
         if self.dry_run:
             with shared_lock(cfg.lock_path) as quiet:
                 # no run can write while we hold the shared lock: read the state without a trace;
@@ -125,11 +159,15 @@ class Syncer:
         state.set_meta("last_sync_started", utc_iso(started))
         client = self.client = HttpClient(cfg.workers, cfg.timeout, cfg.retries, deadline=cfg.deadline)
         ok = False
-        key = run_key(cfg)
+        advisories = self.policy.advisories if self.policy is not None else None
+        key = run_key(cfg, advisories.export_digest if advisories is not None else None, _local_digest(self.local))
+        matured = state.earliest_maturity()
         last_complete = (
             state.get_meta("last_result") == "ok"
             and state.get_meta("run_key") == key
             and (cfg.simple_dir / "index.v1_json").is_file()
+            # a file the policy held back has matured: look again, whatever upstream's serial says
+            and (matured is None or self.policy is None or matured > self.policy.now.timestamp())
         )
         try:
             root: Optional[RootIndex] = None
@@ -217,16 +255,23 @@ class Syncer:
         longer has). A full mirror takes its list from the root; an allowlist reads only the
         pages of its projects and of their dependency closure."""
         cfg = self.config
+        local = self.local
         scheduler = Scheduler(cfg, self.selector, self.evaluator, self.fingerprint, self.stats, state, publisher, root,
-                              self._syncer_factory())
+                              self._syncer_factory(), local)
         if root is None:
             assert cfg.projects is not None
             return scheduler.run_closure(cfg.projects)
         projects = root.projects
         excluded = self.selector.project_excluded if self.selector.excluded else None
-        scheduler.run_wave(lambda: (c for c in projects if excluded is None or not excluded(c)))
-        gone = {n for n in scheduler.known if n not in projects}
-        return Wanted(projects, excluded), gone
+        own = sorted(n for n in local if n not in projects)  # the organisation's projects upstream does not have
+
+        def names() -> Iterator[str]:
+            yield from (c for c in projects if excluded is None or not excluded(c))
+            yield from own
+
+        scheduler.run_wave(names)
+        gone = {n for n in scheduler.known if n not in projects and n not in local}
+        return Wanted(projects, excluded, frozenset(local)), gone
 
     def _syncer_factory(self) -> Callable[[Optional[ThreadPoolExecutor]], ProjectSyncer]:
         """Builds a ProjectSyncer with its own HTTP client: in this process, or in a worker process."""
@@ -248,7 +293,8 @@ class Syncer:
             client = shared if shared is not None and os.getpid() == parent else HttpClient(
                 threads, cfg.timeout, cfg.retries, deadline=cfg.deadline)
             # no fsync per file: the publisher's syncfs makes a whole batch durable before its pages go live
-            downloader = Downloader(client, web, retries=cfg.retries, fsync=False, max_file_size=cfg.max_file_size)
+            downloader = Downloader(client, web, retries=cfg.retries, fsync=False, max_file_size=cfg.max_file_size,
+                                    local_root=cfg.local)
             return ProjectSyncer(
                 Upstream(cfg.upstream, client, cfg.max_page_size, cfg.max_root_size),
                 downloader,
@@ -293,4 +339,19 @@ class Syncer:
             totals=MirrorTotals(projects, files, size),
             stats=self.stats,
             deleted_projects=len(deletions.names) if deletions is not None else 0,
+            policy=self._policy_report(state, deletions),
         )
+
+    def _policy_report(self, state: Optional[State], deletions: Optional[Deletions]) -> Optional[PolicyReport]:
+        """What the policy keeps out of the whole mirror: the state's record, with this run's
+        findings for the projects it looked at (a dry run's too)."""
+        if self.policy is None and not self.local:
+            return None
+        gone = set(deletions.names) if deletions is not None else set()
+        by_project: dict[str, list[dict[str, Any]]] = {}
+        for entry in state.refused_files() if state is not None else []:
+            by_project.setdefault(str(entry["project"]), []).append(entry)
+        by_project.update(self.stats.refused)
+        entries = [e for name in sorted(by_project) if name not in gone for e in by_project[name]]
+        reserved = sorted(n for n in self.local if n not in self.config.merge_upstream)
+        return PolicyReport.from_entries(entries, reserved)

@@ -16,6 +16,8 @@ from ..models import ProjectPage, UpstreamFile
 if TYPE_CHECKING:
     from packaging.requirements import Requirement
 
+    from ..policy.rules import Policy, Refusal
+
 
 @dataclass
 class Want:
@@ -52,8 +54,11 @@ class Want:
 
 
 class Selector:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, policy: Optional[Policy] = None) -> None:
         self.config = config
+        # the policy (cooldown, advisories): one more rule of the selection, so that `latest`
+        # and the closure choose among the releases that passed it
+        self.policy = policy if policy is not None and policy.active else None
         self.file_filter = FileFilter(config.environments)
         self.excluded: dict[str, list[SpecifierSet]] = {}
         for req in config.exclude:
@@ -71,6 +76,25 @@ class Selector:
         return self.file_filter.keep(f.filename, f.requires_python)
 
     def select(self, page: ProjectPage, want: Optional[Want]) -> tuple[list[UpstreamFile], list[str]]:
+        """The files to mirror and the PEP 700 versions list to publish (see _select)."""
+        return self._select(page, want, self.policy)
+
+    def refusals(self, page: ProjectPage, want: Optional[Want]) -> list[tuple[UpstreamFile, Refusal]]:
+        """The files the policy keeps out that the selection would pick without it, with why."""
+        policy = self.policy
+        if policy is None:
+            return []
+        would, _versions = self._select(page, want, None)
+        out = []
+        for f in would:
+            if f.local:
+                continue
+            refusal = policy.judge(page.canonical, f.version, f.upload_time)
+            if refusal is not None:
+                out.append((f, refusal))
+        return out
+
+    def _select(self, page: ProjectPage, want: Optional[Want], policy: Optional[Policy]) -> tuple[list[UpstreamFile], list[str]]:
         """The files to mirror and the PEP 700 versions list to publish.
 
         Monotone in `want`: asking for more (another specifier, another extra) never selects
@@ -81,9 +105,14 @@ class Selector:
         """
         cfg = self.config
         keep = self.file_filter
+        if page.status is not None and page.status.get("status") == "quarantined":
+            return [], []  # PEP 792: a quarantined project offers no files
         by_version: dict[Optional[Version], list[UpstreamFile]] = {}
         for f in page.files:
             if not self.admits(f):
+                continue
+            # the organisation's own files pass: no cooldown or advisories for them
+            if policy is not None and not f.local and policy.judge(page.canonical, f.version, f.upload_time) is not None:
                 continue
             try:
                 v: Optional[Version] = Version(f.version) if f.version else None
