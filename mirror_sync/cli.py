@@ -50,6 +50,13 @@ def _parser() -> argparse.ArgumentParser:
     stats = sub.add_parser("stats", help="download statistics from the access logs")
     stats.add_argument("--json", action="store_true")
 
+    add = sub.add_parser("add", help="add the organisation's own wheels or sdists to the local directory and publish them",
+                         description="Validate each distribution (name, version, wheel tags, core metadata), copy it "
+                         "into the directory the key 'local' names and publish its project at once. One bad file: "
+                         "nothing is added.")
+    add.add_argument("files", nargs="+", metavar="FILE", help="a wheel (.whl) or sdist (.tar.gz, .zip)")
+    add.add_argument("--json", action="store_true")
+
     rebuild = sub.add_parser(
         "rebuild-state",
         help="rebuild a damaged or lost state.sqlite from the mirror on disk (re-hashes the files, downloads nothing)",
@@ -102,7 +109,16 @@ def _run_rebuild(cfg: Config, args: argparse.Namespace) -> dict[str, Any]:
     return Rebuilder(cfg).run().to_json()
 
 
+def _run_add(cfg: Config, args: argparse.Namespace) -> dict[str, Any]:
+    from pathlib import Path
+
+    from .add import add_files
+
+    return add_files(cfg, [Path(f) for f in args.files]).to_json()
+
+
 COMMANDS: dict[str, Callable[[Config, argparse.Namespace], dict[str, Any]]] = {
+    "add": _run_add,
     "sync": _run_sync,
     "verify": _run_verify,
     "status": _run_status,
@@ -110,7 +126,7 @@ COMMANDS: dict[str, Callable[[Config, argparse.Namespace], dict[str, Any]]] = {
     "rebuild-state": _run_rebuild,
 }
 # commands that use the mirror's state: an sqlite error on it becomes one sentence about it
-STATE_COMMANDS = ("sync", "verify", "status", "rebuild-state")
+STATE_COMMANDS = ("sync", "verify", "status", "rebuild-state", "add")
 
 
 def _human(summary: dict[str, Any]) -> str:
@@ -130,6 +146,12 @@ def _human(summary: dict[str, Any]) -> str:
         if summary.get("plan"):
             plan = summary["plan"]
             text += f"\nplan: fetch {len(plan['fetch'])} files ({plan['fetch_bytes']} bytes), delete {len(plan['delete'])} files"
+            for item in plan["delete"][:50]:
+                text += f"\n  delete: {item['project']}: {item['path'].rsplit('/', 1)[-1]} ({item.get('reason', '')})"
+        text += _policy_text(summary.get("policy"))
+    elif command == "add":
+        text = f"add: {'ok' if summary['ok'] else 'FAILED'}; " + ", ".join(a["filename"] for a in summary["added"])
+        text += f"; mirror holds {summary['projects']['total']} projects, {summary['files']['total']} files"
     elif command == "rebuild-state":
         text = (
             f"rebuild-state: {summary['projects']} projects, {summary['files']} files ({summary['bytes']} bytes) re-hashed "
@@ -156,6 +178,24 @@ def _human(summary: dict[str, Any]) -> str:
     return text
 
 
+def _policy_text(policy: Optional[dict[str, Any]]) -> str:
+    """The policy's part of a summary: what it holds back (and until when), what it blocks (and by
+    which advisory), which names are reserved for the local packages."""
+    if not policy:
+        return ""
+    text = f"\npolicy: held back {len(policy['held'])} files, blocked {len(policy['blocked'])} files"
+    if policy.get("next_maturity"):
+        text += f"; the first held file matures {policy['next_maturity']}"
+    if policy.get("reserved"):
+        text += f"; reserved for local packages: {', '.join(policy['reserved'])}"
+    for item in policy["blocked"][:50]:
+        text += f"\n  blocked: {item['project']} {item.get('version')}: {item['filename']} ({item.get('advisory')})"
+    for item in policy["held"][:50]:
+        until = f"until {item['matures']}" if item.get("matures") else f"({item['rule']})"
+        text += f"\n  held: {item['project']} {item.get('version')}: {item['filename']} {until}"
+    return text
+
+
 def _prepare(cfg: Config, args: argparse.Namespace) -> None:
     """Before the command: the mirror directory must suit it (exit 5 with one sentence otherwise),
     and an HTTPS upstream is verified with the trust the configuration chooses."""
@@ -164,17 +204,17 @@ def _prepare(cfg: Config, args: argparse.Namespace) -> None:
     command = args.command
     dry_run = getattr(args, "dry_run", False)
     repair = getattr(args, "repair", False)
-    if command in ("sync", "verify", "status"):
-        writes = command == "verify" or (command == "sync" and not dry_run)
+    if command in ("sync", "verify", "status", "add"):
+        writes = command in ("verify", "add") or (command == "sync" and not dry_run)
         # what a run writes, and must be able to write where it exists (a web/ made by root once);
         # status and a dry run only read the state
         entries = (cfg.state_path, cfg.lock_path, cfg.web, cfg.simple_dir, cfg.packages_dir) if writes else (cfg.state_path,)
-        check_directory(cfg.directory, create=command == "sync" and not dry_run, writable=writes, entries=entries)
+        check_directory(cfg.directory, create=command in ("sync", "add") and not dry_run, writable=writes, entries=entries)
     if command == "rebuild-state":  # the state itself may be anything: it is moved aside
         check_directory(cfg.directory, create=False, writable=True, entries=(cfg.lock_path, cfg.web, cfg.simple_dir))
     if command == "verify" and repair and cfg.state_path.is_file():
         _check_state(cfg, args)
-    if command == "sync" or (command == "verify" and repair):
+    if command in ("sync", "add") or (command == "verify" and repair):
         from . import tls
 
         bundle = str(cfg.ca_bundle) if cfg.ca_bundle else None

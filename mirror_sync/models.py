@@ -220,3 +220,4 @@ class MirroredFile:
     requires_dist: Optional[list[str]] = None  # from core metadata, when known
     mtime_ns: int = 0
     provenance_url: str | None = None  # PEP 740: the absolute URL of our copy of its provenance, to publish
+    provenance_sha256: str | None = None  # set when <path>.provenance (upstream's document) is on disk

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional, TypeVar
 
 from .download import Downloader, Fetched
-from .errors import FilesystemError, NotFoundError
+from .errors import FilesystemError, NotFoundError, UpstreamError
 from .fsutil import TempNames, make_dirs, stage, write_atomic
 from .metadata import file_requires, requires_dist, wheel_metadata
 from .models import MirroredFile, ProjectPage, UpstreamFile
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PAGE_NAMES = ("index.html", "index.v1_html", "index.v1_json")
+PROVENANCE_LIMIT = 4 * 1024 * 1024  # a PEP 740 provenance document is kilobytes; more is hostile
 # scratch space of a run, beside web/ (same file system, never served): pages wait in STAGING
 # until the publisher renames them into place, files are downloaded into INCOMING
 STAGING = ".staging"
@@ -111,6 +112,7 @@ class ProjectSyncer:
         dry_run: bool,
         file_pool: Optional[Executor] = None,
         mirror_web: Optional[Path] = None,
+        public_url: Optional[str] = None,
     ) -> None:
         self.upstream = upstream
         self.downloader = downloader
@@ -122,6 +124,8 @@ class ProjectSyncer:
         self.web_s = os.fspath(web)
         # where the mirror's files are (a dry run downloads into a scratch `web`, but plans from these)
         self.mirror_web_s = os.fspath(mirror_web if mirror_web is not None else web)
+        # the mirror's own base URL: PEP 740 links must be fully qualified (None: no links)
+        self.public_url = public_url
         self.simple_s = os.fspath(simple_dir)
         self.staging_s = os.fspath(self.staging)
         self.names = TempNames()
@@ -323,6 +327,8 @@ class ProjectSyncer:
             requires = requires if requires is not None else meta_requires
         if requires is None and self.need_requires:
             requires = file_requires(self.web / path, f.filename)
+        prov_sha = self._provenance(f, path, old)
+        prov_url = self.public_url + path + ".provenance" if prov_sha is not None and self.public_url else None
         return (
             MirroredFile(
                 project=project,
@@ -339,9 +345,28 @@ class ProjectSyncer:
                 version=f.version,
                 requires_dist=requires,
                 mtime_ns=mtime_ns,
+                provenance_url=prov_url,
+                provenance_sha256=prov_sha,
             ),
             fetched,
         )
+
+    def _provenance(self, f: UpstreamFile, path: str, old: Optional[MirroredFile]) -> Optional[str]:
+        """PEP 740: upstream's provenance of the file, kept beside it as <path>.provenance (its
+        sha256), or None. Optional data: a provenance that cannot be fetched leaves the file
+        published without one (and is tried again by the next run that syncs the project)."""
+        if not f.provenance:
+            return None
+        target = os.path.join(self.web_s, path + ".provenance")
+        if old is not None and old.provenance_sha256 is not None and os.path.isfile(target):
+            return old.provenance_sha256
+        try:
+            data = self.downloader.fetch_bytes(f.provenance, f"provenance of {f.filename}", None, limit=PROVENANCE_LIMIT)
+        except UpstreamError as exc:
+            log.warning("event=provenance-failed file=%s error=%r", f.filename, str(exc))
+            return None
+        write_atomic(target, data, self.fsync)
+        return hashlib.sha256(data).hexdigest()
 
     def _metadata(self, f: UpstreamFile, path: str) -> tuple[Optional[str], Optional[int], Optional[list[str]]]:
         """Put <file>.metadata beside the file: upstream's when advertised, else a wheel's own METADATA."""

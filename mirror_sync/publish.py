@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 
 # the body of an nginx `map` (page path -> serial) that the nginx role includes for X-PyPI-Last-Serial
 SERIALS_MAP = "serials.map"
+# the documents a file has beside it: PEP 658 core metadata, PEP 740 provenance
+SIDECARS = (".metadata", ".provenance")
 
 
 class Publisher:
@@ -81,7 +83,7 @@ class Publisher:
                     f.project = t.canonical
                 removed = self.state.replace_files(t.canonical, r.files)
                 garbage.extend(removed)
-                garbage.extend(p + ".metadata" for p in removed)
+                garbage.extend(p + suffix for p in removed for suffix in SIDECARS)
                 self.state.save_project(
                     t.canonical,
                     t.display,
@@ -122,7 +124,7 @@ class Publisher:
             for name in names:
                 paths = self.state.delete_project(name)
                 self.state.add_garbage(paths)
-                self.state.add_garbage(p + ".metadata" for p in paths)
+                self.state.add_garbage(p + suffix for p in paths for suffix in SIDECARS)
                 self.state.add_garbage([f"simple/{name}/"])
             self.state.commit()
         except BaseException:
@@ -173,12 +175,13 @@ class Publisher:
                     self.remove_pages(name)
                 done.append(rel)
                 continue
-            base = rel[: -len(".metadata")] if rel.endswith(".metadata") else rel
+            sidecar = rel.endswith(SIDECARS)
+            base = rel.rsplit(".", 1)[0] if sidecar else rel
             if not self.state.path_referenced(base):
                 target = self.web / rel
                 try:
                     target.unlink()
-                    if not rel.endswith(".metadata"):
+                    if not sidecar:
                         self.files_deleted += 1
                 except FileNotFoundError:
                     pass

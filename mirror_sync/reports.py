@@ -234,6 +234,7 @@ class StatusReport:
     files: int = 0
     bytes: int = 0
     last_run: Optional[LastRun] = None
+    policy: Optional[PolicyReport] = None  # what the policy keeps out, as the last runs recorded it
 
     @property
     def lag_serials(self) -> Optional[int]:
@@ -278,6 +279,8 @@ class StatusReport:
                     "last_deleted_files": self.last_run.deleted_files,
                 }
             )
+        if self.policy is not None:
+            out["policy"] = self.policy.to_json()
         return out
 
 
@@ -371,4 +374,24 @@ class StatsReport:
             "incomplete": list(self.incomplete),
             "totals": {"downloads": t.downloads, "metadata": t.metadata, "pages": t.pages, "lines": t.lines, "malformed": t.malformed},
             "failures": _failures(self.failures),
+        }
+
+
+@dataclass(frozen=True)
+class AddReport:
+    """The outcome of `mirror-sync add`: the files put into the local directory, and their publication."""
+
+    added: list[dict[str, Any]]  # project, filename, version, sha256, size
+    published: SyncReport
+
+    def to_json(self) -> dict[str, Any]:
+        sync = self.published.to_json()
+        return {
+            "command": "add",
+            "ok": sync["ok"],
+            "added": self.added,
+            "projects": sync["projects"],
+            "files": sync["files"],
+            "changed": sync["changed"],
+            "failures": sync["failures"],
         }

@@ -50,7 +50,9 @@ CREATE TABLE IF NOT EXISTS files (
     metadata_size INTEGER,
     version TEXT,
     requires_dist TEXT,             -- JSON list, NULL when unknown
-    mtime_ns INTEGER NOT NULL DEFAULT 0
+    mtime_ns INTEGER NOT NULL DEFAULT 0,
+    provenance_sha256 TEXT,         -- set when <path>.provenance (PEP 740, upstream's) is on disk
+    provenance_url TEXT             -- the link the pages publish for it (needs public_url)
 );
 CREATE INDEX IF NOT EXISTS files_project ON files(project);
 CREATE TABLE IF NOT EXISTS garbage (path TEXT PRIMARY KEY);  -- to unlink once nothing links to it
@@ -109,7 +111,14 @@ def _file_from_row(row: sqlite3.Row) -> MirroredFile:
         version=row["version"],
         requires_dist=json.loads(row["requires_dist"]) if row["requires_dist"] is not None else None,
         mtime_ns=row["mtime_ns"],
+        **_provenance_of(row),
     )
+
+
+def _provenance_of(row: sqlite3.Row) -> dict[str, Optional[str]]:
+    if "provenance_sha256" not in row.keys():  # read-only, from before provenance was kept
+        return {}
+    return {"provenance_sha256": row["provenance_sha256"], "provenance_url": row["provenance_url"]}
 
 
 def meta_int(value: Optional[str]) -> Optional[int]:
@@ -126,6 +135,8 @@ _ADDED_COLUMNS = (
     ("projects", "last_modified", "TEXT"),
     ("projects", "held_until", "REAL"),
     ("projects", "refused", "TEXT"),
+    ("files", "provenance_sha256", "TEXT"),
+    ("files", "provenance_url", "TEXT"),
 )
 
 
@@ -174,6 +185,7 @@ class RunProgress:
     mirror_serial: Optional[int] = None
     run_key: Optional[str] = None
     root_header: Optional[str] = None  # an allowlist's root serial header: a number, "absent", or None (not probed)
+    reserved: Optional[tuple[str, ...]] = None  # the names the local directory's projects reserve
 
 
 def _text(value: Optional[int]) -> Optional[str]:
@@ -277,6 +289,8 @@ class State:
         """Where a sync left the mirror: the serial upstream was at; for a complete run also the
         serial the mirror reached and the settings it used (what the next run's no-op test reads)."""
         self.set_meta_if_changed("upstream_serial", _text(progress.upstream_serial))
+        if progress.reserved is not None:
+            self.set_meta_if_changed("reserved", json.dumps(list(progress.reserved)))
         if not progress.complete:
             return
         if progress.root_header is not None:
@@ -413,8 +427,12 @@ class State:
             new.add(f.path)
             rows.append((f.path, project, f.filename, f.url, f.size, f.sha256, f.requires_python, json.dumps(f.yanked),
                          f.upload_time, f.metadata_sha256, f.metadata_size, f.version,
-                         json.dumps(f.requires_dist) if f.requires_dist is not None else None, f.mtime_ns))
-        self.db.executemany("INSERT OR REPLACE INTO files VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+                         json.dumps(f.requires_dist) if f.requires_dist is not None else None, f.mtime_ns,
+                         f.provenance_sha256, f.provenance_url))
+        self.db.executemany(
+            "INSERT OR REPLACE INTO files(path, project, filename, url, size, sha256, requires_python, yanked, upload_time,"
+            " metadata_sha256, metadata_size, version, requires_dist, mtime_ns, provenance_sha256, provenance_url)"
+            " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
         return sorted(old - new)
 
     def totals(self) -> tuple[int, int, int]:

@@ -119,6 +119,35 @@ class Syncer:
                     flusher.close()
                 state.close()
 
+    def publish_local(self, names: set[str]) -> SyncReport:
+        """Publish the named projects of the local directory at once (after `mirror-sync add`):
+        their pages and the root, nothing else; the next sync finds them up to date."""
+        cfg = self.config
+        started = time.time()
+        assert cfg.local is not None
+        from .local import scan_local
+
+        self.local = scan_local(cfg.local)
+        with MirrorLock(cfg.lock_path):
+            cfg.simple_dir.mkdir(parents=True, exist_ok=True)
+            state = State(cfg.state_path)
+            flusher = Flusher(cfg.directory) if cfg.fsync else None
+            publisher = Publisher(state, cfg.web, flusher, fsync=cfg.fsync)
+            client = self.client = HttpClient(cfg.workers, cfg.timeout, cfg.retries, deadline=cfg.deadline)
+            try:
+                mine = {n: self.local[n] for n in sorted(names) if n in self.local}
+                scheduler = Scheduler(cfg, self.selector, self.evaluator, self.fingerprint, self.stats, state, publisher,
+                                      None, self._syncer_factory(), mine)
+                scheduler.run_wave(lambda: iter(mine))
+                publisher.publish_root(state.get_meta_int("mirror_serial"))
+                return self._report(state, None, started, None)
+            finally:
+                publisher.discard()
+                client.close()
+                if flusher is not None:
+                    flusher.close()
+                state.close()
+
     def _upstream(self, client: HttpClient) -> Upstream:
         cfg = self.config
         return Upstream(cfg.upstream, client, cfg.max_page_size, cfg.max_root_size)
@@ -245,7 +274,9 @@ class Syncer:
         header = None
         if self.allowlist:
             header = "absent" if self.root_header_serial is None else str(self.root_header_serial)
-        return RunProgress(upstream_serial, complete=ok, mirror_serial=serial, run_key=key, root_header=header)
+        reserved = tuple(sorted(n for n in self.local if n not in self.config.merge_upstream))
+        return RunProgress(upstream_serial, complete=ok, mirror_serial=serial, run_key=key, root_header=header,
+                           reserved=reserved if reserved or self.config.local is not None else None)
 
     # -- which projects -----------------------------------------------------------------------
     def _sync_projects(
@@ -306,6 +337,7 @@ class Syncer:
                 dry_run=dry_run,
                 file_pool=file_pool,
                 mirror_web=cfg.web,
+                public_url=cfg.public_url,
             )
 
         return make

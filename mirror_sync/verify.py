@@ -315,6 +315,8 @@ class Verifier:
                 updates.append((f.path, mtime_ns))
             if problem in ("missing", "corrupt") and downloader is not None:
                 self._refetch(f, downloader, updates)
+            if f.provenance_sha256:
+                referenced.add(f.path + ".provenance")  # an optional document: kept, not checked
             if f.metadata_sha256:
                 referenced.add(f.path + ".metadata")
                 if meta_problem is not None:

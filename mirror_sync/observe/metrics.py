@@ -58,6 +58,10 @@ FAMILIES: tuple[Family, ...] = (
     Family("mirror_sync_projects", "gauge", "Projects in the mirror.", STATE),
     Family("mirror_sync_files", "gauge", "Distribution files in the mirror.", STATE),
     Family("mirror_sync_bytes", "gauge", "Bytes of distribution files in the mirror.", STATE),
+    Family("mirror_sync_policy_held_files", "gauge", "Files the policy holds back (cooldown, uploaded_before, no upload-time).", STATE),
+    Family("mirror_sync_policy_blocked_files", "gauge", "Files the policy blocks (malicious or vulnerable releases).", STATE),
+    Family("mirror_sync_policy_reserved_projects", "gauge", "Project names reserved for the local packages.", STATE),
+    Family("mirror_sync_policy_next_maturity_timestamp_seconds", "gauge", "Unix time the first held-back file matures.", STATE),
     # per command (label command="sync|verify|stats")
     Family("mirror_sync_last_run_timestamp_seconds", "gauge", "Unix time the last run of the command finished.", "command"),
     Family("mirror_sync_last_success_timestamp_seconds", "gauge", "Unix time the last successful run of the command finished.", "command"),
@@ -271,7 +275,21 @@ def _state_samples(
         }
     else:
         return {}
+    values.update(_policy_values((status or summary).get("policy")))
     return {(name, ()): v for name, v in values.items() if v is not None}
+
+
+def _policy_values(policy: Optional[dict[str, Any]]) -> dict[str, Optional[Number]]:
+    """What the policy keeps out (no samples when no policy and no local packages are configured)."""
+    if not isinstance(policy, dict):
+        return {}
+    matures = parse_utc_iso(policy.get("next_maturity")) if policy.get("next_maturity") else None
+    return {
+        "mirror_sync_policy_held_files": len(policy.get("held") or []),
+        "mirror_sync_policy_blocked_files": len(policy.get("blocked") or []),
+        "mirror_sync_policy_reserved_projects": len(policy.get("reserved") or []),
+        "mirror_sync_policy_next_maturity_timestamp_seconds": matures,
+    }
 
 
 # ----------------------------------------------------------------------------- format

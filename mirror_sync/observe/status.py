@@ -1,13 +1,15 @@
 """What the state says about the mirror: last runs, serials, lag, size."""
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from ..clock import parse_utc_iso
 from ..config import Config
-from ..reports import LastRun, StatusReport
+from ..reports import LastRun, PolicyReport, StatusReport
 from ..state import State, meta_int
 
 
@@ -19,9 +21,14 @@ def read_status(config: Config) -> StatusReport:
     try:
         meta = state.meta()
         totals = state.totals()
+        refused = state.refused_files()
     finally:
         state.close()
-    return status_of(str(config.directory), config.upstream, meta, totals, now=time.time())
+    status = status_of(str(config.directory), config.upstream, meta, totals, now=time.time())
+    reserved = json.loads(meta.get("reserved") or "[]")
+    if refused or reserved or config.policy.active or config.local is not None:
+        status = replace(status, policy=PolicyReport.from_entries(refused, reserved))
+    return status
 
 
 def status_of(directory: str, upstream: str, meta: Mapping[str, str], totals: tuple[int, int, int], *, now: float) -> StatusReport:
@@ -72,4 +79,8 @@ def format_status(status: dict[str, Any]) -> str:
         f"serials          upstream {status['upstream_serial']}, mirror {status['mirror_serial']}, lag {status['lag_serials']}",
         f"content          {status['projects']} projects, {status['files']} files, {status['bytes']} bytes",
     ]
+    policy = status.get("policy")
+    if policy:
+        lines.append(f"policy           held back {len(policy['held'])} files (first matures {policy['next_maturity'] or '-'}), "
+                     f"blocked {len(policy['blocked'])}, reserved {', '.join(policy['reserved']) or '-'}")
     return "\n".join(lines)
