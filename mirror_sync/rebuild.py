@@ -77,6 +77,7 @@ class PageEntry:
     yanked: Union[bool, str]
     upload_time: Optional[str]
     metadata_sha256: Optional[str]
+    provenance: Optional[str] = None  # the PEP 740 link the page gives (our copy, under public_url)
 
 
 @dataclass
@@ -157,7 +158,19 @@ def _entry(item: Any) -> PageEntry:
         metadata_sha256 = check_sha256(meta.get("sha256"))
     elif meta not in (False, None, True):
         raise PageError("bad core-metadata")
-    return PageEntry(filename, path, sha256, size, requires_python, yanked, upload_time, metadata_sha256)
+    provenance = item.get("provenance")
+    if provenance is not None and not (isinstance(provenance, str) and provenance.endswith("/" + path + ".provenance")):
+        raise PageError("links a provenance that is not its own")
+    return PageEntry(filename, path, sha256, size, requires_python, yanked, upload_time, metadata_sha256, provenance)
+
+
+def _provenance(target: str, entry: PageEntry) -> dict[str, Optional[str]]:
+    """The provenance kept beside a file (PEP 740), when it is there: its sha256, and the link
+    the page gave (kept only when the document is on disk)."""
+    data = _read_small(target + ".provenance", 4 * 1024 * 1024)
+    if data is None:
+        return {}
+    return {"provenance_sha256": hashlib.sha256(data).hexdigest(), "provenance_url": entry.provenance}
 
 
 def display_name(html: bytes, canonical: str) -> str:
@@ -282,6 +295,7 @@ def check_project(web: str, canonical: str, listed: Optional[str] = None) -> Che
             version=version_of(entry.filename, canonical),
             requires_dist=requires,
             mtime_ns=mtime_ns,
+            **_provenance(target, entry),
         ))
     out.files.sort(key=lambda f: f.filename)
     new_html = project_html(title, out.files, page.status)

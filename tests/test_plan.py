@@ -18,6 +18,7 @@ from mirror_sync.plan.project import (
     CHANGED,
     MISSING,
     NEW,
+    QUARANTINED,
     REMOVED,
     REPLACED,
     UNSELECTED,
@@ -154,3 +155,38 @@ def test_deletions_only_touch_held_projects_never_failed_ones_for_being_unselect
     assert set(d.names) <= set(held)
     assert not set(d.unselected) & (failed | wanted | gone)
     assert len(d.names) == len(set(d.names))
+
+
+# -- the policy and PEP 792 in the plan ------------------------------------------------------------
+def test_a_quarantined_project_offers_no_files_and_its_mirrored_files_go() -> None:
+    a1 = _up("demo", "1.0", 1)
+    page = ProjectPage("Demo", "demo", 1, [a1], status={"status": "quarantined", "reason": "malware"})
+    plan = plan_project(page, None, [_held(a1)], SELECTOR.select)
+    assert plan.fetch == () and plan.keep == ()
+    assert [(f.filename, why) for f, why in plan.delete] == [(a1.filename, QUARANTINED)]
+
+
+def test_the_policy_is_a_rule_of_the_selection_and_the_plan_says_what_it_keeps_out() -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from mirror_sync.policy.rules import Policy
+    from mirror_sync.policy.settings import PolicySettings
+
+    now = datetime(2026, 6, 1, tzinfo=timezone.utc)
+    old, new = (now - timedelta(days=30)).isoformat(), (now - timedelta(hours=1)).isoformat()
+    a1, a2, a3 = _up("demo", "1.0", 1), _up("demo", "2.0", 2), _up("demo", "3.0", 3)
+    a1.upload_time, a2.upload_time, a3.upload_time = old, old, new
+    cfg = config_from_mapping({"directory": "/m", "upstream": "https://upstream.invalid/simple/", "latest": 1}, Path("/m.yml"))
+    selector = Selector(cfg, Policy(PolicySettings(cooldown=timedelta(days=1)), None, now))
+    mirrored = [_held(a2), _held(a3)]  # 3.0 got in before the cooldown was configured
+    plan = plan_project(_page([a1, a2, a3]), None, mirrored, selector.select, None, selector.refusals)
+    # latest 1 counts among what passed: 2.0, not the cooling 3.0
+    assert [f.filename for f, _old in plan.keep] == [a2.filename] and plan.fetch == ()
+    assert [(f.filename, why) for f, why in plan.delete] == [(a3.filename, "held (cooldown)")]
+    assert [(f.filename, r.rule) for f, r in plan.refused] == [(a3.filename, "cooldown")]
+    assert plan.matures == (now + timedelta(days=1) - timedelta(hours=1)).timestamp()
+    entry = plan.refused_report()[0]
+    assert entry["kind"] == "held" and entry["matures"] == "2026-06-01T23:00:00Z"
+    # the organisation's own files pass whatever their upload-time
+    mine = UpstreamFile(a3.filename, "local:/srv/local/x.whl", a3.sha256, 100, upload_time=new, version="3.0", local=True)
+    assert [f.filename for f in selector.select(_page([a1, mine]), None)[0]] == [mine.filename]
