@@ -120,6 +120,66 @@ options:
   metrics:
     description: The engine's C(metrics) section (C(textfile_directory)).
     type: dict
+  cooldown:
+    description:
+      - Mirror a file only once its upload time is at least this old, a duration such as V(7d), V(12h) or V(P7D).
+      - Left out, files are mirrored as soon as upstream has them.
+    type: str
+  cooldown_unknown:
+    description:
+      - With O(cooldown) or O(uploaded_before), what happens to files upstream gives no upload time for.
+      - V(hold) holds them back (fail closed; the engine's default), V(allow) mirrors them.
+    type: str
+    choices: [allow, hold]
+  uploaded_before:
+    description:
+      - Mirror only files uploaded before this RFC 3339 instant, such as V(2024-05-01T00:00:00Z).
+    type: str
+  cooldown_exempt:
+    description:
+      - PEP 508 requirements (a project and an optional version specifier, such as V(urllib3>=2.2.3)) whose
+        releases skip O(cooldown) and O(uploaded_before).
+    type: list
+    elements: str
+  advisories:
+    description:
+      - Path on the managed host of an OSV export of the PyPI ecosystem (the zip OSV publishes, or a directory of
+        OSV JSON files) that O(block) judges releases by.
+    type: path
+  block:
+    description:
+      - Which releases the O(advisories) block; needs O(advisories). A blocked release is not mirrored, and is
+        removed when its advisory arrives after it was mirrored.
+    type: dict
+    suboptions:
+      malicious:
+        description: Block releases a C(MAL-) advisory names (the engine's default is true).
+        type: bool
+      vulnerable:
+        description:
+          - Also block releases a vulnerability advisory of this severity or above names (the engine's default is
+            V(off)). Quote V(off) in YAML, which would otherwise read it as false.
+        type: str
+        choices: ["off", low, moderate, high, critical]
+  allow:
+    description:
+      - "Advisories to ignore for some releases, a mapping of advisory id (or alias) to a list of PEP 508
+        requirements, such as C({GHSA-xxxx-xxxx-xxxx: [jinja2<3]}). Needs O(advisories)."
+    type: dict
+  local:
+    description:
+      - Directory on the managed host of the organisation's own wheels and sdists, published into the same index.
+        Their project names are reserved; upstream's files of those names are not merged in.
+    type: path
+  merge_upstream:
+    description: Local project names (see O(local)) that also take upstream's files.
+    type: list
+    elements: str
+  public_url:
+    description:
+      - The mirror's own base URL, such as V(https://pypi.internal.example/). PEP 740 provenance links are
+        published only with it.
+    type: str
   repair:
     description:
       - With O(state=verified), re-fetch what is missing or corrupt and remove unreferenced files.
@@ -270,6 +330,16 @@ failures:
   returned: when the engine printed a summary
   type: list
   elements: dict
+policy:
+  description:
+    - What the policy keeps out of the mirror, from the engine's summary; C(held) lists files held back (each with
+      its C(rule) and the date it C(matures)), C(blocked) lists files blocked (each with its C(advisory)),
+      C(reserved) names the projects reserved for local packages, and C(next_maturity) is the earliest date a
+      held file matures.
+  returned: with O(state=synced), when a policy or a local directory is configured
+  type: dict
+  sample: {held: [], blocked: [{project: evil, filename: evil-2.0-py3-none-any.whl, version: "2.0", rule: malicious,
+           advisory: MAL-2026-1}], reserved: [], next_maturity: null}
 plan:
   description: What a sync would fetch and delete (C(fetch), C(delete), C(fetch_bytes), C(delete_bytes)).
   returned: in check mode with O(state=synced)
@@ -369,6 +439,19 @@ OPTIONS = (
     ("fsync", {"type": "bool"}, KEY),
     ("statistics", {"type": "dict"}, KEY),
     ("metrics", {"type": "dict"}, KEY),
+    ("cooldown", {"type": "str"}, KEY),
+    ("cooldown_unknown", {"type": "str", "choices": ["allow", "hold"]}, KEY),
+    ("uploaded_before", {"type": "str"}, KEY),
+    ("cooldown_exempt", {"type": "list", "elements": "str"}, KEY),
+    ("advisories", {"type": "path"}, KEY),
+    ("block", {"type": "dict", "options": {
+        "malicious": {"type": "bool"},
+        "vulnerable": {"type": "str", "choices": ["off", "low", "moderate", "high", "critical"]},
+    }}, KEY),
+    ("allow", {"type": "dict"}, KEY),
+    ("local", {"type": "path"}, KEY),
+    ("merge_upstream", {"type": "list", "elements": "str"}, KEY),
+    ("public_url", {"type": "str"}, KEY),
     ("full", {"type": "bool", "default": False}, Flag("--full", "verify")),
     ("repair", {"type": "bool", "default": False}, Flag("--repair", "verify", in_check_mode=False)),
     ("allow_mass_delete", {"type": "bool", "default": False}, Flag("--allow-mass-delete", "sync", in_check_mode=False)),

@@ -55,7 +55,7 @@ KEYS: dict[str, Any] = {
     "advisories": None,  # an OSV export (the zip OSV publishes, or a directory of .json files)
     "block.malicious": True,  # with advisories: MAL- advisories block
     "block.vulnerable": "off",  # with advisories: off, low, moderate, high or critical
-    "allow": None,  # advisory id -> requirements for which it is ignored
+    "allow": (),  # advisory id -> requirements for which it is ignored (parsed: (id, requirements) pairs)
     # the organisation's own packages
     "local": None,  # a directory of wheels and sdists published into the same index
     "merge_upstream": (),  # local project names that also take upstream's files

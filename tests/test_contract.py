@@ -18,6 +18,7 @@ import yaml
 
 from mirror_sync.config import KEYS, SECTIONS, Config, config_from_mapping, load_config
 from mirror_sync.errors import ConfigError
+from mirror_sync.policy.settings import POLICY_KEYS
 from tests.ansibleutil import REPO, render_template
 
 ROLE = "pypi_mirror_sync"
@@ -30,6 +31,8 @@ MODULE_FILE = "library/pypi_mirror_sync.py"
 TEMPLATE_READS = {
     "upstream": ("pypi_mirror_sync__upstream", ("the role derives it (vars/main.yml): pypi_mirror_sync_upstream, else "
                                                 "the first host of pypi_mirror_sync_upstream_mirror_group")),
+    "advisories": ("pypi_mirror_sync__advisories", ("the role derives it (vars/main.yml): pypi_mirror_sync_advisories, "
+                                                    "else, with pypi_mirror_sync_advisories_url, the file it downloads")),
 }
 # Role variables whose default is not the engine's, on purpose.
 DELIBERATE_DEFAULTS = {
@@ -37,9 +40,17 @@ DELIBERATE_DEFAULTS = {
     "statistics.access_log_pattern": "the log the nginx role writes; the template writes it only with "
                                      "pypi_mirror_sync_statistics_enabled",
 }
-# Role defaults that the template leaves out, as it does none, "" and [], so that the engine's default applies.
+# Role defaults that the template leaves out, as it does none, "" and [] (and an empty mapping), so that the
+# engine's default applies.
 LEFT_OUT_BY_TEMPLATE = {"latest": 0}  # 0 keeps every release (setup-mirror and the inventory use it)
-LEFT_OUT: tuple[Any, ...] = (None, "", [])
+LEFT_OUT: tuple[Any, ...] = (None, "", [], {})
+# Keys the engine reads only beside another key (alone, it refuses them): what the tests give with them, and why.
+NEEDS: dict[str, tuple[dict[str, Any], str]] = {
+    "block.malicious": ({"advisories": "osv.zip"}, "block judges releases by the advisories"),
+    "block.vulnerable": ({"advisories": "osv.zip"}, "block judges releases by the advisories"),
+    "allow": ({"advisories": "osv.zip"}, "allow lifts advisories"),
+    "merge_upstream": ({"local": "local"}, "it names projects of the local directory"),
+}
 
 
 def top(key: str) -> str:
@@ -48,6 +59,11 @@ def top(key: str) -> str:
 
 ENGINE = set(KEYS)
 ENGINE_TOP = {top(key) for key in KEYS}
+
+
+def needed(key: str) -> dict[str, Any]:
+    """The keys a key needs beside it (NEEDS), or none."""
+    return NEEDS[key][0] if key in NEEDS else {}
 
 
 def role_variable(key: str) -> str:
@@ -114,25 +130,29 @@ def test_the_parser_reads_every_declared_key_and_no_other() -> None:
     for key in sorted(ENGINE - set(base)):
         section, _, sub = key.rpartition(".")
         value: dict[str, Any] = {section: {sub: object()}} if section else {key: object()}
-        with pytest.raises(ConfigError, match=re.escape(f"key '{key}' must be")):
-            config_from_mapping({**base, **value}, Path("/x/mirror.yml"))
+        # the policy's own parser words it "key 'cooldown': ... is not a duration"
+        with pytest.raises(ConfigError, match=rf"key '{re.escape(key)}':? (must be|.* is not)"):
+            config_from_mapping({**base, **needed(key), **value}, Path("/x/mirror.yml"))
     for unknown in ({"no_such_key": 1}, {"statistics": {"no_such_key": 1}}):
         with pytest.raises(ConfigError, match="is not a known configuration key"):
             config_from_mapping({**base, **unknown}, Path("/x/mirror.yml"))
 
 
 def test_an_empty_configuration_has_the_declared_defaults() -> None:
-    config = config_from_mapping({"directory": "m", "upstream": "http://127.0.0.1:1/"}, Path("/x/mirror.yml"))
+    base = {"directory": "m", "upstream": "http://127.0.0.1:1/"}
     for key, default in KEYS.items():
         if key in ("directory", "upstream"):
             continue
+        config = config_from_mapping({**base, **needed(key)}, Path("/x/mirror.yml"))
         assert engine_value(config, key) == default, key
     assert Config(path=Path("m.yml"), upstream="u", directory=Path("/m")).workers == KEYS["workers"]
 
 
 def engine_value(config: Config, key: str) -> Any:
+    """The parsed value of a key: a section's key in its section, the policy's keys in config.policy."""
+    holder: Any = config.policy if top(key) in POLICY_KEYS else config
     section, _, sub = key.rpartition(".")
-    return getattr(getattr(config, section), sub) if section else getattr(config, key)
+    return getattr(getattr(holder, section), sub) if section else getattr(holder, key)
 
 
 # --------------------------------------------------------------------------- the four copies
@@ -204,7 +224,8 @@ def test_the_roles_defaults_are_the_engines() -> None:
         if value in LEFT_OUT or (key in LEFT_OUT_BY_TEMPLATE and value == LEFT_OUT_BY_TEMPLATE[key]):
             continue
         section, _, sub = key.rpartition(".")
-        config = config_from_mapping({**base, **({section: {sub: value}} if section else {key: value})}, Path("/x/mirror.yml"))
+        config = config_from_mapping({**base, **needed(key), **({section: {sub: value}} if section else {key: value})},
+                                     Path("/x/mirror.yml"))
         if engine_value(config, key) != KEYS[key]:
             problems.append(f"{DEFAULTS_FILE}: {role_variable(key)} is {value!r}, which the engine reads as "
                             f"{engine_value(config, key)!r}, but its default for {key} is {KEYS[key]!r}")
@@ -218,6 +239,9 @@ def test_the_configuration_the_role_renders_from_its_defaults_is_the_engines_def
     config = load_config(path)
     problems = []
     for key in sorted(ENGINE - set(DELIBERATE_DEFAULTS) - {"upstream"}):
+        if any(top(other) not in written for other in needed(key)):
+            assert top(key) not in written, f"{TEMPLATE_FILE} from {DEFAULTS_FILE} writes {key} without {list(needed(key))}"
+            continue  # the engine refuses it alone: left out, as it should be
         if engine_value(config, key) != KEYS[key]:
             problems.append(f"{TEMPLATE_FILE} from {DEFAULTS_FILE} writes {key} as {written.get(top(key))!r}: the engine "
                             f"reads {engine_value(config, key)!r}, its default is {KEYS[key]!r}")
@@ -227,5 +251,5 @@ def test_the_configuration_the_role_renders_from_its_defaults_is_the_engines_def
 
 def test_the_exceptions_are_real_keys() -> None:
     """An exception for a key that is gone would hide nothing and mislead."""
-    for key in {**TEMPLATE_READS, **DELIBERATE_DEFAULTS, **LEFT_OUT_BY_TEMPLATE}:
+    for key in {**TEMPLATE_READS, **DELIBERATE_DEFAULTS, **LEFT_OUT_BY_TEMPLATE, **NEEDS}:
         assert key in ENGINE, f"tests/test_contract.py lists an exception for {key}, which is no configuration key"

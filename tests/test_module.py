@@ -489,3 +489,29 @@ def test_real_engine_plan_sync_and_verify(tmp_path: Path, local_upstream: str) -
     assert rc == 0, verified
     assert verified["changed"] is False
     assert verified["checked_files"] == 2
+
+
+@pytest.mark.skipif(real_engine() is None, reason="mirror-sync is not installed in this interpreter's environment")
+def test_real_engine_takes_the_policy_options(tmp_path: Path, index_tree: IndexTree, local_upstream: str) -> None:
+    """The policy options reach the engine as its keys (block's suboptions that are not given, None, are its
+    defaults): a MAL- advisory keeps a release out of the plan, the previous one is mirrored instead. Blocking
+    without advisories is the engine's sentence."""
+    from tests.support.osv_export import advisory, dumps, write_zip
+
+    index_tree.add_wheel("unrelated", "0.9")
+    index_tree.write()
+    export = write_zip(tmp_path / "PyPI.zip", {"MAL-2026-7.json": dumps(advisory("MAL-2026-7", "unrelated", versions=["1.0"]))})
+    args = {"executable": str(real_engine()), "directory": str(tmp_path / "mirror"), "upstream": local_upstream,
+            "projects": ["alpha", "unrelated"], "workers": 2, "timeout": 10.0, "retries": 1,
+            "advisories": str(export), "block": {"malicious": True}, "cooldown_exempt": ["alpha"],
+            "cooldown_unknown": "allow", "public_url": "http://127.0.0.1:9/"}
+    rc, plan = run_module(tmp_path, args, check_mode=True)
+    assert rc == 0, plan
+    assert sorted(f["filename"] for f in plan["plan"]["fetch"]) == [
+        "alpha-1.0-py3-none-any.whl", "beta-1.0-py3-none-any.whl", "unrelated-0.9-py3-none-any.whl"]
+    assert [(b["filename"], b["advisory"]) for b in plan["policy"]["blocked"]] == [("unrelated-1.0-py3-none-any.whl", "MAL-2026-7")]
+
+    rc, refused = run_module(tmp_path, {**{k: v for k, v in args.items() if k != "advisories"}, "block": {"vulnerable": "high"}},
+                             check_mode=True)
+    assert rc == 1 and refused["kind"] == "config", refused
+    assert "key 'block'" in refused["msg"] and "needs 'advisories'" in refused["msg"]
