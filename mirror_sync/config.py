@@ -475,4 +475,5 @@ def _policy(r: _Reader, data: dict[str, Any], file: Path) -> PolicySettings:
         return parse_policy(raw, file.parent)
     except ConfigError as exc:
         key, _, rest = str(exc).partition(": ")
-        raise ConfigError(f"{file}: key '{key}': {rest}") from None
+        joint = " " if rest.startswith(("must ", "is ", "needs ", "has ")) else ": "
+        raise ConfigError(f"{file}: key '{key}'{joint}{rest}") from None

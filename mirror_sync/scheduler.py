@@ -309,6 +309,13 @@ class Scheduler:
             if missing:
                 specs = sorted(s for s in (task.want.specifiers if task.want else set()) if s)
                 matching = f" matching {' or '.join(repr(s) for s in specs)}" if specs and None not in task.want.specifiers else ""  # type: ignore[union-attr]
+                refused = self.selector.refusals(task.page, task.want) if task.page is not None else []
+                if refused:
+                    # the policy's doing, not a failure: the summary lists what it holds back or blocks
+                    kinds = sorted({f"{r.kind} ({r.advisory or r.rule})" for _f, r in refused})
+                    log.warning("event=policy-leaves-nothing project=%s environments=%r refused=%r", task.canonical,
+                                ", ".join(missing), ", ".join(kinds))
+                    continue
                 self._fail(task.canonical, f"project {task.canonical}: no release{matching} has a file installable on {', '.join(missing)}")
 
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable, Container, Iterator, Optional
 from .clock import utc_iso
 from .config import Config
 from .download import Downloader
-from .errors import MirrorSyncError
+from .errors import ConfigError, MirrorSyncError
 from .fsutil import Flusher, MirrorLock, clear_dir, preflight, shared_lock
 from .http import HttpClient
 from .models import RootIndex
@@ -55,6 +55,12 @@ def load_policy(config: Config, cache: bool) -> Optional[Policy]:
 
     db = None
     if settings.advisories is not None and settings.block.any:
+        if not settings.advisories.exists():
+            raise ConfigError(
+                f"{config.path}: key 'advisories': the OSV export {settings.advisories} does not exist; blocking "
+                "releases needs it (download the per-ecosystem zip OSV publishes there, or set the role's "
+                "pypi_mirror_sync_advisories_url)"
+            )
         index = config.directory / "advisories.index" if cache and config.directory.is_dir() else None
         db = load_advisories(settings.advisories, index=index)
     return Policy(settings, db, clock_now())

@@ -313,5 +313,5 @@ def test_the_sync_job_fetches_the_export_before_each_sync(index_tree: IndexTree,
     third = run_job()
     assert third.returncode == 2, third.stderr
     assert "previous=none" in third.stderr
-    assert f"advisories {export}: not found" in third.stderr  # the engine's sentence: it does not sync unjudged
+    assert f"key 'advisories': the OSV export {export} does not exist" in third.stderr  # the engine's sentence: it does not sync unjudged
     assert mirrored_files(directory) == {"evil-1.0-py3-none-any.whl"}
