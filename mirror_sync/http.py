@@ -14,10 +14,11 @@ callers see one response shape and requests' exceptions.
 """
 from __future__ import annotations
 
-import ssl
 import socket
+import ssl
 import threading
 import time
+import weakref
 from contextlib import contextmanager
 from typing import Any, Iterator, Mapping, Optional, Protocol, Union
 from urllib.parse import urlsplit
@@ -322,8 +323,33 @@ def read_capped(response: HttpResponse, cap: int, what: str) -> bytes:
     return b"".join(iter_capped(response, cap, what))
 
 
+# The most requests (and connections) to upstream this process may have at once: a worker process's
+# share of the run's `workers` (runners.split_workers), so that all processes together keep to
+# `workers`. None: no process limit, each client keeps to its own `workers`.
+_process_limit: Optional[int] = None
+_clients: weakref.WeakSet[HttpClient] = weakref.WeakSet()  # this process's clients, for close_idle_connections
+
+
+def limit_process_requests(limit: int) -> None:
+    """In a worker process, before its clients are made: every HttpClient made in this process
+    from now on keeps to at most `limit` requests and connections at once."""
+    global _process_limit
+    _process_limit = max(1, limit)
+
+
+def close_idle_connections() -> None:
+    """Close the idle keep-alive connections of every client of this process (a connection in use
+    is closed when its request ends). Before worker processes fork: they would inherit the
+    sockets, and the parent's idle connection to upstream would stay open beside the workers'
+    `workers` connections for the whole run."""
+    for client in list(_clients):
+        client.close_idle()
+
+
 class HttpClient:
-    """Hands each thread its own requests.Session; at most `workers` requests are in flight."""
+    """Hands each thread its own requests.Session; at most `workers` requests are in flight (and
+    at most `workers` connections are open to each origin), or this process's limit when lower
+    (limit_process_requests)."""
 
     def __init__(
         self,
@@ -337,17 +363,18 @@ class HttpClient:
         """`trust`: what certificates are verified against; by default the one the CLI set for
         this process from the configuration (tls.use), else variables or the system store."""
         self.trust = trust if trust is not None else process_trust()
-        self.workers = workers
+        self.workers = max(1, workers if _process_limit is None else min(workers, _process_limit))
         self.timeout = timeout
         self.deadline = max(deadline, timeout)
         self.retries = retries
         self.backoff = backoff
         self._local = threading.local()
-        self._cap = threading.BoundedSemaphore(workers)
+        self._cap = threading.BoundedSemaphore(self.workers)
         self._sessions: list[_Session] = []
         self._adapter: Optional[_TrustAdapter] = None
         self._lock = threading.Lock()
         self._pool_timeout = urllib3.Timeout(connect=timeout, read=timeout)
+        _clients.add(self)
 
     def _shared_adapter(self) -> "_TrustAdapter":
         """One adapter, so one connection pool per origin, for all of this client's threads: at
@@ -445,9 +472,34 @@ class HttpClient:
                     Watchdog.disarm(armed)
                 response.close()
 
+    def close_idle(self) -> None:
+        """Close the pools' connections; the client stays usable (its pools are made again, with
+        the same adapter, so the bound on connections holds)."""
+        with self._lock:
+            if self._adapter is not None:
+                _close_pools(self._adapter)
+
     def close(self) -> None:
         with self._lock:
+            if self._adapter is not None:
+                _close_pools(self._adapter)
             for session in self._sessions:
                 session.close()
             self._sessions.clear()
             self._adapter = None
+
+
+def _close_pools(adapter: HTTPAdapter) -> None:
+    """The adapter forgets its connection pools (new requests get new ones) and their connections
+    are closed: urllib3 2 only forgets them, and a pool someone still holds (a Session's direct
+    route) would keep its sockets open. A connection in use is closed when its request ends."""
+    pools = []
+    for manager in [adapter.poolmanager, *adapter.proxy_manager.values()]:
+        for key in manager.pools.keys():  # noqa: SIM118 - the container cannot be iterated
+            try:
+                pools.append(manager.pools[key])
+            except KeyError:  # gone meanwhile
+                pass
+    adapter.close()
+    for pool in pools:
+        pool.close()

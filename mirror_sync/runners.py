@@ -5,10 +5,18 @@ Both take tasks with `submit` and hand back each outcome, in completion order, f
 (task, result, None) or (task, None, error). Outcomes travel through queues, not one Future per
 task: on a run of tens of thousands of small projects the futures' condition variables and the
 waiters of `concurrent.futures.wait` cost more than the bookkeeping they provide.
+
+`workers` is the number of requests in flight to upstream, pages and files together, and of
+connections: in one process its client keeps to it; with worker processes each has an exact share
+(`split_workers`: the shares add up to `workers`), runs that many project threads, and its client
+keeps to the share. Work flows one task at a time: the parent sends a worker process a task
+whenever it holds fewer than its share (and a small read-ahead), and each outcome comes back as
+soon as it is done — no batch waits for its slowest project.
 """
 from __future__ import annotations
 
 import ctypes
+import itertools
 import multiprocessing
 import os
 import queue
@@ -16,9 +24,12 @@ import signal
 import sys
 import threading
 import time
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Callable, Optional, Protocol, Union
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
+from typing import Any, Callable, Optional, Protocol
 
 from .cores import usable_cores
 from .errors import FilesystemError, MirrorSyncError
@@ -26,7 +37,10 @@ from .project_sync import ProjectResult, ProjectSyncer, ProjectTask
 
 # a run with at least this many projects to sync uses processes (when there is more than one core)
 PROCESS_THRESHOLD = 256
-PROCESS_BATCH = 16
+PROCESS_BATCH = 16  # tasks per submit: how the caller hands them over, not a unit of work
+READ_AHEAD = 2  # tasks a worker process holds beyond its threads, so none waits for the next one
+RESULT_WAIT = 1.0  # s: the parent's reader wakes at least this often (a bounded wait)
+CLOSE_WAIT = 30.0  # s: a worker process told to end gets this long, then it is killed
 
 Outcome = tuple[Optional[ProjectResult], Optional[BaseException]]
 Done = tuple[ProjectTask, Optional[ProjectResult], Optional[BaseException]]
@@ -51,10 +65,14 @@ def _run_one(syncer: ProjectSyncer, task: ProjectTask) -> Outcome:
         return None, exc
 
 
+class _Sink(Protocol):
+    def put(self, item: tuple[object, ProjectTask, Outcome]) -> None: ...
+
+
 class _Workers:
     """`threads` threads running tasks from a queue; outcomes go to `out` as (key, task, outcome)."""
 
-    def __init__(self, syncer: ProjectSyncer, threads: int, out: "queue.SimpleQueue[tuple[object, ProjectTask, Outcome]]") -> None:
+    def __init__(self, syncer: ProjectSyncer, threads: int, out: _Sink) -> None:
         self.syncer = syncer
         self.todo: "queue.SimpleQueue[Optional[tuple[object, ProjectTask]]]" = queue.SimpleQueue()
         self.out = out
@@ -111,15 +129,6 @@ class ThreadRunner:
         self.syncer.upstream.client.close()
 
 
-@dataclass
-class _ChildContext:
-    runner: ThreadRunner
-
-
-# Process-local: set once in each worker process by the pool's initializer, never in the parent.
-_CHILD: Optional[_ChildContext] = None
-
-
 PR_SET_PDEATHSIG = 1
 
 
@@ -151,12 +160,6 @@ def _watch_parent(parent: int) -> None:
     os._exit(1)
 
 
-def _child_init(parent: int, make_syncer: MakeSyncer, threads: int) -> None:
-    global _CHILD
-    die_with_parent(parent)
-    _CHILD = _ChildContext(ThreadRunner(make_syncer, threads))
-
-
 def _portable(error: BaseException) -> BaseException:
     """Errors cross the process boundary as plain messages of the engine's own types."""
     if isinstance(error, FilesystemError):
@@ -166,70 +169,284 @@ def _portable(error: BaseException) -> BaseException:
     return MirrorSyncError(f"unexpected {error.__class__.__name__}: {error}")
 
 
-def _child_run(tasks: list[ProjectTask]) -> list[Outcome]:
-    """Runs in a worker process: the batch on its threads; outcomes in the order of `tasks`."""
-    assert _CHILD is not None, "worker process was not initialised"
-    runner = _CHILD.runner
-    for i, task in enumerate(tasks):
-        runner.workers.put(i, task)
-    out: list[Outcome] = [(None, None)] * len(tasks)
-    for _ in tasks:
-        key, _task, (result, error) = runner.done.get()
-        out[key] = (result, None if error is None else _portable(error))  # type: ignore[call-overload]
-    return out
+def split_workers(workers: int, processes: int) -> list[int]:
+    """`workers` requests in flight shared out over worker processes: as even as can be, each at
+    least 1, and the shares add up to exactly `workers` (so do the processes' connections).
+
+    >>> split_workers(10, 2), split_workers(5, 2), split_workers(3, 4)
+    ([5, 5], [3, 2], [1, 1, 1])
+    """
+    count = max(1, min(processes, workers))
+    base, extra = divmod(max(1, workers), count)
+    return [base + (1 if i < extra else 0) for i in range(count)]
+
+
+class _ChildQueue:
+    """A worker process's outcomes: (key, task, outcome), or None once its threads have ended."""
+
+    def __init__(self) -> None:
+        self.items: queue.SimpleQueue[Optional[tuple[object, ProjectTask, Outcome]]] = queue.SimpleQueue()
+
+    def put(self, item: Optional[tuple[object, ProjectTask, Outcome]]) -> None:
+        self.items.put(item)
+
+
+def _child_main(parent: int, share: int, make_syncer: MakeSyncer, tasks: Connection, results: Connection,
+                inherited: list[Connection]) -> None:
+    """A worker process: `share` project threads (and as many file threads) take the tasks the
+    parent sends, one at a time, and each outcome goes back as soon as it is done, as
+    (key, result, error) with the error made portable. (None, None, error): the process could not
+    start. None from the parent, or its end of the pipe closing: finish and exit."""
+    die_with_parent(parent)
+    for conn in inherited:  # the other workers' pipe ends, inherited at fork
+        conn.close()
+    from .http import limit_process_requests
+
+    limit_process_requests(share)  # this process's clients keep to its share of `workers`
+    try:
+        file_pool = ThreadPoolExecutor(share, thread_name_prefix="file")
+        syncer = make_syncer(file_pool)
+    except Exception as exc:
+        try:
+            results.send((None, None, _portable(exc)))
+        except OSError:
+            pass
+        raise SystemExit(1)
+    out = _ChildQueue()
+    workers = _Workers(syncer, share, out)
+
+    def send_outcomes() -> None:
+        while True:
+            item = out.items.get()
+            if item is None:
+                return
+            key, task, (result, error) = item
+            try:
+                try:
+                    results.send((key, result, None if error is None else _portable(error)))
+                except OSError:
+                    raise
+                except Exception as exc:  # an outcome that does not pickle is still an outcome
+                    results.send((key, None, MirrorSyncError(
+                        f"project {task.canonical}: its outcome could not be handed over ({exc.__class__.__name__}: {exc})")))
+            except OSError:  # the parent is gone (this process is about to be killed with it)
+                os._exit(1)
+
+    sender = threading.Thread(target=send_outcomes, name="outcomes", daemon=True)
+    sender.start()
+    while True:
+        try:
+            item = tasks.recv()
+        except (EOFError, OSError):
+            break
+        if item is None:
+            break
+        key, task = item
+        workers.put(key, task)
+    workers.stop()
+    out.put(None)
+    sender.join()
+    file_pool.shutdown(wait=True, cancel_futures=True)
+    syncer.upstream.client.close()
+
+
+@dataclass(eq=False)
+class _Child:
+    """The parent's view of one worker process."""
+
+    share: int
+    process: BaseProcess
+    tasks: Connection  # parent -> worker: (key, task), None to end
+    results: Connection  # worker -> parent: (key, result, error)
+    capacity: int  # tasks it may hold at once
+    outstanding: dict[int, ProjectTask] = field(default_factory=dict)
+    alive: bool = True
+    failure: Optional[str] = None  # what it reported before it ended
+
+
+def _how_it_ended(child: _Child) -> str:
+    code = child.process.exitcode
+    if child.failure is not None:
+        return f"could not start ({child.failure})"
+    if code is not None and code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    if code is not None:
+        return f"ended with exit status {code}"
+    return "stopped answering"
 
 
 class ProcessRunner:
-    """Batches of tasks to worker processes, each running `workers / processes` threads."""
+    """Tasks to worker processes one at a time, each process with an exact share of `workers`."""
 
     def __init__(self, make_syncer: MakeSyncer, workers: int, processes: int) -> None:
-        threads = max(1, -(-workers // processes))
-        self.batch_size = max(1, min(PROCESS_BATCH, threads * 4))
-        self.in_flight = processes * self.batch_size * 3
-        self.done: "queue.SimpleQueue[Done]" = queue.SimpleQueue()
-        self.pool = ProcessPoolExecutor(
-            processes,
-            mp_context=multiprocessing.get_context("fork"),
-            initializer=_child_init,
-            initargs=(os.getpid(), make_syncer, threads),
-        )
+        self.shares = split_workers(workers, processes)
+        self.batch_size = PROCESS_BATCH
+        held = sum(share + READ_AHEAD for share in self.shares)
+        self.in_flight = 2 * held  # what the processes hold, and as much again ready in the parent
+        self.done: queue.SimpleQueue[Done] = queue.SimpleQueue()
+        self._pending: deque[tuple[int, ProjectTask]] = deque()
+        self._keys = itertools.count()
+        self._lock = threading.Lock()
+        from .http import close_idle_connections
 
+        close_idle_connections()  # no socket of this process's clients is inherited (see there)
+        ctx = multiprocessing.get_context("fork")
+        parent = os.getpid()
+        self.children: list[_Child] = []
+        mine: list[Connection] = []
+        for i, share in enumerate(self.shares):
+            task_r, task_w = ctx.Pipe(duplex=False)
+            result_r, result_w = ctx.Pipe(duplex=False)
+            process = ctx.Process(target=_child_main, name=f"mirror-sync-worker-{i}", daemon=True,
+                                  args=(parent, share, make_syncer, task_r, result_w, list(mine)))
+            process.start()
+            task_r.close()
+            result_w.close()
+            mine += [task_w, result_r]
+            self.children.append(_Child(share, process, task_w, result_r, share + READ_AHEAD))
+        self._reader = threading.Thread(target=self._read, name="worker-outcomes", daemon=True)
+        self._reader.start()
+
+    # -- the caller's side ------------------------------------------------------------------
     def submit(self, tasks: list[ProjectTask]) -> None:
-        batch = self.pool.submit(_child_run, tasks)
-
-        def settle(done: "Future[list[Outcome]]") -> None:
-            try:
-                outcomes = done.result()
-            except BaseException as exc:  # the worker process died: every task of its batch failed
-                error: Union[BaseException, None] = MirrorSyncError(f"worker process failed ({exc.__class__.__name__}: {exc})")
-                for task in tasks:
-                    self.done.put((task, None, error))
-                return
-            for task, (result, err) in zip(tasks, outcomes):
-                self.done.put((task, result, err))
-
-        batch.add_done_callback(settle)
+        with self._lock:
+            self._pending.extend((next(self._keys), task) for task in tasks)
+            self._dispatch()
 
     def next_done(self) -> Done:
         return self.done.get()
 
     def close(self) -> None:
-        """Wait for the workers to finish what they hold; when the run is being abandoned (an
-        exception on its way out: Ctrl-C, SIGTERM, a fatal error), kill them instead: whatever
-        they were doing is thrown away anyway, and a file they were writing is scratch that the
-        next run clears."""
+        """Tell the workers to end once they are done (they hold nothing after a complete run)
+        and wait for them, bounded; when the run is being abandoned (an exception on its way
+        out: Ctrl-C, SIGTERM, a fatal error), kill them instead: whatever they were doing is
+        thrown away anyway, and a file they were writing is scratch that the next run clears."""
         if sys.exc_info()[1] is not None:
             self.abort()
-        self.pool.shutdown(wait=True, cancel_futures=True)
+            return
+        with self._lock:
+            for child in self.children:
+                if child.alive:
+                    try:
+                        child.tasks.send(None)
+                    except OSError:
+                        pass
+        deadline = time.monotonic() + CLOSE_WAIT
+        for child in self.children:
+            child.process.join(max(0.0, deadline - time.monotonic()))
+        self._end()
 
     def abort(self) -> None:
-        processes = list((getattr(self.pool, "_processes", None) or {}).values())
-        self.pool.shutdown(wait=False, cancel_futures=True)
-        for process in processes:
-            if process.is_alive():
-                process.kill()
-        for process in processes:
-            process.join(10)
+        for child in self.children:
+            if child.process.is_alive():
+                child.process.kill()
+        for child in self.children:
+            child.process.join(10)
+        self._end()
+
+    def _end(self) -> None:
+        for child in self.children:
+            if child.process.is_alive():  # did not end in time: nothing it does is wanted now
+                child.process.kill()
+                child.process.join(10)
+        self._reader.join(RESULT_WAIT * 5)
+        for child in self.children:
+            child.tasks.close()
+            child.results.close()
+
+    # -- the parent's reader thread -----------------------------------------------------------
+    def _dispatch(self) -> None:
+        """With the lock held: pending tasks to the live workers with room, the emptiest first."""
+        while self._pending:
+            room = [c for c in self.children if c.alive and len(c.outstanding) < c.capacity]
+            if not room:
+                if not any(c.alive for c in self.children):
+                    self._fail_pending("no worker process is left to sync it")
+                return
+            child = max(room, key=lambda c: (c.capacity - len(c.outstanding)) / c.capacity)
+            key, task = self._pending.popleft()
+            child.outstanding[key] = task
+            try:
+                child.tasks.send((key, task))
+            except (OSError, ValueError):  # it died: the reader buries it; the task goes elsewhere
+                del child.outstanding[key]
+                self._pending.appendleft((key, task))
+                child.capacity = len(child.outstanding)
+
+    def _fail_pending(self, why: str) -> None:
+        while self._pending:
+            _key, task = self._pending.popleft()
+            self.done.put((task, None, MirrorSyncError(f"project {task.canonical}: {why}")))
+
+    def _read(self) -> None:
+        """Outcomes as they come; a worker process that ends fails the tasks it held."""
+        try:
+            while True:
+                with self._lock:
+                    live = [c for c in self.children if c.alive]
+                if not live:
+                    return
+                by_handle: dict[Any, _Child] = {}
+                for child in live:
+                    by_handle[child.results] = child
+                for child in live:
+                    by_handle[child.process.sentinel] = child
+                ready = wait(list(by_handle), timeout=RESULT_WAIT)
+                for handle in sorted(ready, key=lambda h: not isinstance(h, Connection)):  # outcomes first
+                    child = by_handle[handle]
+                    if not child.alive:
+                        continue
+                    if isinstance(handle, Connection):
+                        self._receive(child)
+                        while child.alive and child.results.poll(0):  # all that is there, in one wake
+                            self._receive(child)
+                    else:  # the process ended: what it sent before is still in the pipe
+                        while child.alive and child.results.poll(0):
+                            self._receive(child)
+                        self._bury(child)
+        except Exception as exc:  # never leave the caller waiting for outcomes that cannot come
+            with self._lock:
+                for child in self.children:
+                    child.alive = False
+                    for task in child.outstanding.values():
+                        self._pending.append((-1, task))
+                    child.outstanding.clear()
+                self._fail_pending(f"the worker processes were lost (unexpected {exc.__class__.__name__}: {exc})")
+            for child in self.children:
+                if child.process.is_alive():
+                    child.process.kill()
+
+    def _receive(self, child: _Child) -> None:
+        try:
+            key, result, error = child.results.recv()
+        except (EOFError, OSError):
+            self._bury(child)
+            return
+        if key is None:
+            child.failure = str(error)
+            return
+        with self._lock:
+            task = child.outstanding.pop(key)
+            self.done.put((task, result, error))
+            self._dispatch()
+
+    def _bury(self, child: _Child) -> None:
+        """A worker process ended: the tasks it held fail with one sentence, the rest go to the others."""
+        child.process.join(RESULT_WAIT)
+        with self._lock:
+            if not child.alive:
+                return
+            child.alive = False
+            lost = list(child.outstanding.values())
+            child.outstanding.clear()
+            how = _how_it_ended(child)
+            for task in lost:
+                self.done.put((task, None, MirrorSyncError(
+                    f"project {task.canonical}: the worker process syncing it (pid {child.process.pid}) {how}")))
+            self._dispatch()
 
 
 def choose_runner(make_syncer: MakeSyncer, workers: int, tasks: int) -> Runner:

@@ -246,6 +246,21 @@ class _Handler(BaseHTTPRequestHandler):
     do_POST = do_PUT = do_DELETE = do_PATCH = do_PURGE = _not_allowed  # type: ignore[assignment]
 
     def _handle(self, head: bool) -> None:
+        self.server.owner._request_begins()
+        self._counted = True
+        try:
+            self._answer(head)
+        finally:
+            self._answering()
+
+    def _answering(self) -> None:
+        """The request stops counting as in flight before the first byte of its answer goes out
+        (so a client that has its answer can never see its next request counted beside it)."""
+        if getattr(self, "_counted", False):
+            self._counted = False
+            self.server.owner._request_ends()
+
+    def _answer(self, head: bool) -> None:
         owner = self.server.owner
         accept = self.headers.get("Accept")
         fault = owner._take_fault(urlsplit(self.path).path)
@@ -282,6 +297,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _send_stream(self, reply: _Reply, fault: Fault, head: bool) -> None:
         """A hostile answer: another body, streamed and close-delimited, or the real one trickled."""
         owner = self.server.owner
+        self._answering()
         owner._log(RequestRecord(method=self.command, path=self.path, accept=self.headers.get("Accept"),
                                  status=reply.status, content_type=reply.content_type,
                                  fault="body" if fault.body is not None else "trickle", serial=reply.serial))
@@ -313,6 +329,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
     def _send(self, reply: _Reply, head: bool, truncate: bool = False) -> None:
+        self._answering()
         # logged before the first byte goes out: a client that saw the answer finds the record
         self.server.owner._log(RequestRecord(
             method=self.command, path=self.path, accept=self.headers.get("Accept"),
@@ -374,6 +391,8 @@ class UpstreamServer:
         self._connections: set[Any] = set()
         self.connections_accepted = 0  # TCP connections accepted since start
         self.peak_connections = 0  # most open at once
+        self._requests_in_flight = 0
+        self.peak_requests = 0  # most requests at once: read and not yet being answered
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
         self._serials = _SerialFile(self.root / SERIALS_JSON)
@@ -499,6 +518,15 @@ class UpstreamServer:
             self.connections_accepted += 1
             self.peak_connections = max(self.peak_connections, len(self._connections))
             return True
+
+    def _request_begins(self) -> None:
+        with self._lock:
+            self._requests_in_flight += 1
+            self.peak_requests = max(self.peak_requests, self._requests_in_flight)
+
+    def _request_ends(self) -> None:
+        with self._lock:
+            self._requests_in_flight -= 1
 
     def _untrack(self, conn: Any) -> None:
         with self._lock:
