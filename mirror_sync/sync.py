@@ -51,6 +51,7 @@ def load_policy(config: Config, cache: bool) -> Optional[Policy]:
     if not settings.active:
         return None
     from .policy.osv import load_advisories
+    from .policy.osv_index import IndexFile
     from .policy.rules import Policy, clock_now
 
     db = None
@@ -61,8 +62,8 @@ def load_policy(config: Config, cache: bool) -> Optional[Policy]:
                 "releases needs it (download the per-ecosystem zip OSV publishes there, or set the role's "
                 "pypi_mirror_sync_advisories_url)"
             )
-        index = config.directory / "advisories.index" if cache and config.directory.is_dir() else None
-        db = load_advisories(settings.advisories, index=index)
+        index = IndexFile(config.directory / "advisories.index") if cache and config.directory.is_dir() else None
+        db = load_advisories(settings.advisories, cache=index)
     return Policy(settings, db, clock_now())
 
 

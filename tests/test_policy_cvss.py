@@ -77,7 +77,7 @@ def test_roundup_is_exact_on_floating_point_artefacts() -> None:
 
 def test_ratings() -> None:
     assert [rating(s) for s in (0.0, 0.1, 3.9, 4.0, 6.9, 7.0, 8.9, 9.0, 10.0)] == [
-        None, "low", "low", "moderate", "moderate", "high", "high", "critical", "critical"]
+        "none", "low", "low", "moderate", "moderate", "high", "high", "critical", "critical"]
 
 
 _ALL = list(itertools.product("NALP", "LH", "NLH", "NR", "UC", "HLN", "HLN", "HLN"))

@@ -20,6 +20,7 @@ from packaging.version import Version
 from mirror_sync.errors import AdvisoryError, MirrorSyncError
 from mirror_sync.policy import osv
 from mirror_sync.policy.osv import Advisory, AdvisoryDB, Limits, load_advisories
+from mirror_sync.policy.osv_index import IndexFile
 from tests.support.osv_export import (
     advisory,
     dumps,
@@ -432,7 +433,7 @@ def test_the_index_stands_for_the_export_it_was_made_from(tmp_path: Path, monkey
     path = write_zip(tmp_path / "PyPI.zip", entries)
     index = tmp_path / "state" / "advisories.index"
     index.parent.mkdir()
-    first = load_advisories(path, index=index)
+    first = load_advisories(path, cache=IndexFile(index))
     assert index.is_file() and not [p for p in index.parent.iterdir() if p != index]  # written atomically, no leftovers
 
     def no_parse(*args: object) -> None:
@@ -440,24 +441,24 @@ def test_the_index_stands_for_the_export_it_was_made_from(tmp_path: Path, monkey
 
     with monkeypatch.context() as patch:
         patch.setattr(osv, "_parse_entry", no_parse)
-        again = load_advisories(path, index=index)
+        again = load_advisories(path, cache=IndexFile(index))
     assert summary(again) == summary(first) and again.export_digest == first.export_digest
     assert all(again.fingerprint(p) == first.fingerprint(p) for p in first.projects())
 
     entries["PYSEC-2024-99.json"] = dumps(advisory("PYSEC-2024-99", "flask-thing", events=[{"introduced": "0"}]))
     write_zip(path, entries)  # a new export: parsed, and the index rewritten
-    changed = load_advisories(path, index=index)
+    changed = load_advisories(path, cache=IndexFile(index))
     assert "PYSEC-2024-99" in {a.id for a in changed.for_project("flask-thing")}
     with monkeypatch.context() as patch:
         patch.setattr(osv, "_parse_entry", no_parse)
-        assert summary(load_advisories(path, index=index)) == summary(changed)
+        assert summary(load_advisories(path, cache=IndexFile(index))) == summary(changed)
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip", "garbage", "other-key"])
 def test_a_damaged_index_is_ignored_and_rewritten(tmp_path: Path, damage: str) -> None:
     path = write_zip(tmp_path / "PyPI.zip", fixture_entries())
     index = tmp_path / "advisories.index"
-    good = summary(load_advisories(path, index=index))
+    good = summary(load_advisories(path, cache=IndexFile(index)))
     raw = bytearray(index.read_bytes())
     if damage == "truncate":
         raw = raw[: len(raw) // 2]
@@ -468,15 +469,15 @@ def test_a_damaged_index_is_ignored_and_rewritten(tmp_path: Path, damage: str) -
     else:
         raw = raw.replace(b"osv-index/", b"osv-index/x", 1)
     index.write_bytes(bytes(raw))
-    assert summary(load_advisories(path, index=index)) == good
-    assert summary(load_advisories(path, index=index)) == good
+    assert summary(load_advisories(path, cache=IndexFile(index))) == good
+    assert summary(load_advisories(path, cache=IndexFile(index))) == good
     assert index.read_bytes() != bytes(raw)
 
 
 def test_an_index_that_cannot_be_written_is_only_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = write_zip(tmp_path / "PyPI.zip", fixture_entries())
     with caplog.at_level(logging.WARNING, logger="mirror_sync.policy.osv_index"):
-        db = load_advisories(path, index=tmp_path / "no-such-dir" / "advisories.index")
+        db = load_advisories(path, cache=IndexFile(tmp_path / "no-such-dir" / "advisories.index"))
     assert len(db) == len(fixture_entries())
     assert "event=advisory-index-unwritten" in caplog.text
 
@@ -485,8 +486,8 @@ def test_a_synthetic_export_reads_back_from_its_index(tmp_path: Path) -> None:
     """A smaller copy of the 20,000-entry export `python -m tests.support.osv_export` times."""
     path = write_synthetic_zip(tmp_path / "PyPI.zip", 1500)
     index = tmp_path / "advisories.index"
-    parsed = load_advisories(path, index=index)
-    indexed = load_advisories(path, index=index)
+    parsed = load_advisories(path, cache=IndexFile(index))
+    indexed = load_advisories(path, cache=IndexFile(index))
     assert len(parsed) == 1500 and summary(indexed) == summary(parsed)
     assert all(indexed.fingerprint(p) == parsed.fingerprint(p) for p in parsed.projects())
     sizes = [len(data) for _, data in synthetic_entries(60)]

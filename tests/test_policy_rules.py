@@ -326,3 +326,14 @@ def test_exemptions_never_lift_a_block(raw: dict[str, Any], docs: list[dict[str,
         assert exempt == plain
     else:
         assert exempt is None
+
+
+def test_a_cvss_score_of_zero_is_a_known_severity_that_never_blocks() -> None:
+    """CVSS 0.0 rates "none": unlike an unknown severity (which fails closed), it is below every level."""
+    docs = [advisory("GHSA-zero-zero-zero", "quiet", events=[{"introduced": "0"}],
+                     cvss="CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:N/I:N/A:N")]
+    p = policy({"advisories": "/osv", "block": {"vulnerable": "low"}}, docs)
+    assert p.judge("quiet", "1.0", ago(days=30)) is None
+    unknown = [advisory("GHSA-unkn-own0-0000", "quiet", events=[{"introduced": "0"}])]
+    refusal = policy({"advisories": "/osv", "block": {"vulnerable": "critical"}}, unknown).judge("quiet", "1.0", ago(days=30))
+    assert refusal is not None and refusal.kind == "blocked" and refusal.advisory == "GHSA-unkn-own0-0000"

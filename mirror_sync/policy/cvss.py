@@ -80,10 +80,11 @@ def base_score(vector: str) -> float | None:
 
 
 def rating(score: float) -> str | None:
-    """The qualitative rating of a score (CVSS v3.1 section 5): None for 0.0 ("none").
+    """The qualitative rating of a score (CVSS v3.1 section 5): "none" for 0.0 (no impact: a
+    known severity below every blocking level, unlike an unknown one).
 
     >>> [rating(s) for s in (0.0, 0.1, 3.9, 4.0, 6.9, 7.0, 8.9, 9.0, 10.0)]
-    [None, 'low', 'low', 'moderate', 'moderate', 'high', 'high', 'critical', 'critical']
+    ['none', 'low', 'low', 'moderate', 'moderate', 'high', 'high', 'critical', 'critical']
     """
     if score >= 9.0:
         return "critical"
@@ -93,4 +94,4 @@ def rating(score: float) -> str | None:
         return "moderate"
     if score > 0.0:
         return "low"
-    return None
+    return "none"

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property, lru_cache
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
@@ -46,6 +46,7 @@ from .durations import parse_timestamp
 
 SEVERITIES = ("low", "moderate", "high", "critical")  # in rising order
 _SEVERITY_RANK = {name: i for i, name in enumerate(SEVERITIES)}
+_SEVERITY_RANK["none"] = -1  # CVSS 0.0: known, and below every level (it never blocks)
 _DATABASE_SEVERITY = {"low": "low", "moderate": "moderate", "medium": "moderate", "high": "high", "critical": "critical"}
 _EVENT_KINDS = ("introduced", "fixed", "last_affected", "limit")
 _ORDERED_RANGE_TYPES = ("ECOSYSTEM", "SEMVER")
@@ -255,19 +256,27 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def load_advisories(path: str | os.PathLike[str], limits: Limits = Limits(), index: Path | None = None) -> AdvisoryDB:
+class ExportCache(Protocol):
+    """Where a zip export's parsed form is kept between runs (osv_index.IndexFile), keyed by the
+    zip's sha256 and the limits it was read with."""
+
+    def lookup(self, export_sha256: str, limits: Limits) -> AdvisoryDB | None: ...
+
+    def store(self, export_sha256: str, limits: Limits, db: AdvisoryDB) -> None: ...
+
+
+def load_advisories(path: str | os.PathLike[str], limits: Limits = Limits(), cache: ExportCache | None = None) -> AdvisoryDB:
     """The PyPI advisories of an OSV export (a .zip, a directory of .json files, or one .json
     file), or AdvisoryError: the export is missing, unreadable, too large or malformed.
 
-    `index`: a file for the compact index of a zip export (osv_index.py), keyed by the zip's
-    sha256: when it matches, the export is not parsed again (a 20,000-entry export takes seconds
-    to parse, its index a fraction of that); otherwise it is parsed and the index rewritten. A
-    directory is parsed in full every time."""
+    `cache` (osv_index.IndexFile): when it holds the zip's parsed form, the export is not parsed
+    again (a 20,000-entry export takes seconds to parse, its index a fraction of that);
+    otherwise it is parsed and the cache rewritten. A directory is parsed in full every time."""
     with _gc_paused():
-        return _load(Path(path), limits, index)
+        return _load(Path(path), limits, cache)
 
 
-def _load(where: Path, limits: Limits, index: Path | None) -> AdvisoryDB:
+def _load(where: Path, limits: Limits, index: ExportCache | None) -> AdvisoryDB:
     source = str(where)
     try:
         st = where.stat()
@@ -291,19 +300,15 @@ def _load(where: Path, limits: Limits, index: Path | None) -> AdvisoryDB:
         raise AdvisoryError(f"advisories {source}: cannot be read ({exc.strerror})") from None
 
 
-def _load_zip(handle: BinaryIO, source: str, limits: Limits, index: Path | None) -> AdvisoryDB:
+def _load_zip(handle: BinaryIO, source: str, limits: Limits, index: ExportCache | None) -> AdvisoryDB:
     digest = hashlib.sha256()
     try:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     except OSError as exc:
         raise AdvisoryError(f"advisories {source}: cannot be read ({exc.strerror})") from None
-    key = None
     if index is not None:
-        from . import osv_index
-
-        key = osv_index.index_key(digest.hexdigest(), limits)
-        cached = osv_index.read_index(index, key)
+        cached = index.lookup(digest.hexdigest(), limits)
         if cached is not None:
             return cached
     records: dict[str, _Record] = {}
@@ -317,8 +322,8 @@ def _load_zip(handle: BinaryIO, source: str, limits: Limits, index: Path | None)
     if not count:
         raise AdvisoryError(f"advisories {source}: the archive holds no .json entries (a truncated download?); refused")
     db = _build(records, count, digest.hexdigest())
-    if index is not None and key is not None:
-        osv_index.write_index(index, key, db)
+    if index is not None:
+        index.store(digest.hexdigest(), limits, db)
     return db
 
 

@@ -110,3 +110,17 @@ def write_index(path: Path, key: str, db: AdvisoryDB) -> None:
         write_atomic(path, encode(db, key), fsync=True, mode=0o644)
     except (OSError, FilesystemError) as exc:
         log.warning("event=advisory-index-unwritten path=%s reason=%r", path, str(exc))
+
+
+class IndexFile:
+    """The index kept in one file (osv.ExportCache): a damaged or stale one is ignored and rewritten,
+    one that cannot be written is a warning."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def lookup(self, export_sha256: str, limits: Limits) -> AdvisoryDB | None:
+        return read_index(self.path, index_key(export_sha256, limits))
+
+    def store(self, export_sha256: str, limits: Limits, db: AdvisoryDB) -> None:
+        write_index(self.path, index_key(export_sha256, limits), db)

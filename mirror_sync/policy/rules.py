@@ -33,6 +33,7 @@ from .settings import PolicySettings
 
 NOW_VARIABLE = "MIRROR_SYNC_NOW"
 _RANK = {name: i for i, name in enumerate(SEVERITIES)}
+_RANK["none"] = -1  # a CVSS score of 0.0: below every level
 
 
 @dataclass(frozen=True)
