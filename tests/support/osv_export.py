@@ -116,6 +116,7 @@ def write_synthetic_zip(path: Path, count: int) -> Path:
 
 def main(argv: Sequence[str]) -> int:
     from mirror_sync.policy.osv import load_advisories
+    from mirror_sync.policy.osv_index import IndexFile
 
     count = int(argv[0]) if argv else 20_000
     with tempfile.TemporaryDirectory() as tmp:
@@ -123,9 +124,9 @@ def main(argv: Sequence[str]) -> int:
         index = Path(tmp) / "advisories.index"
         sizes = [len(data) for _, data in synthetic_entries(min(count, 300))]
         print(f"{count} entries (mean {sum(sizes) / len(sizes):.0f} bytes), zip {path.stat().st_size} bytes")
-        for what, kwargs in (("parsed", {}), ("parsed, index written", {"index": index}), ("from the index", {"index": index})):
+        for what, cache in (("parsed", None), ("parsed, index written", IndexFile(index)), ("from the index", IndexFile(index))):
             started = time.perf_counter()
-            db = load_advisories(path, **kwargs)  # type: ignore[arg-type]
+            db = load_advisories(path, cache=cache)
             print(f"  {what}: {db!r} in {time.perf_counter() - started:.2f} s")
         print(f"  index: {index.stat().st_size} bytes")
     return 0
