@@ -186,6 +186,7 @@ class RunProgress:
     run_key: Optional[str] = None
     root_header: Optional[str] = None  # an allowlist's root serial header: a number, "absent", or None (not probed)
     reserved: Optional[tuple[str, ...]] = None  # the names the local directory's projects reserve
+    policy_key: Optional[str] = None  # the policy and advisory export the run judged by
 
 
 def _text(value: Optional[int]) -> Optional[str]:
@@ -297,6 +298,7 @@ class State:
             self.set_meta_if_changed("root_header_serial", progress.root_header)
         self.set_meta_if_changed("mirror_serial", _text(progress.mirror_serial))
         self.set_meta_if_changed("run_key", progress.run_key)
+        self.set_meta_if_changed("policy_key", progress.policy_key)
 
     # -- projects -----------------------------------------------------------------------------
     def project_serials(self) -> dict[str, Known]:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable, Container, Iterator, Optional
 from .clock import utc_iso
 from .config import Config
 from .download import Downloader
-from .errors import ConfigError, MirrorSyncError
+from .errors import ConfigError, DeleteGuardError, MirrorSyncError
 from .fsutil import Flusher, MirrorLock, clear_dir, preflight, shared_lock
 from .http import HttpClient
 from .models import RootIndex
@@ -168,6 +168,7 @@ class Syncer:
         self.scratch = Path(tempfile.mkdtemp(prefix="mirror-sync-plan-")) / "web"
         try:
             root = None if self.allowlist else self._upstream(client).root()
+            self._guard_policy(state)
             wanted, gone = self._sync_projects(state, None, root)
             deletions = self._deletions(state, root, wanted, gone)
             for name in deletions.names:
@@ -221,6 +222,7 @@ class Syncer:
                     ok = True
                     return self._report(state, None, started, None)
                 self.root_header_serial = header
+            self._guard_policy(state)
             wanted, gone = self._sync_projects(state, publisher, root)
             deletions = self._deletions(state, root, wanted, gone)
             publisher.delete_projects(deletions.names)
@@ -259,6 +261,36 @@ class Syncer:
             ))
             client.close()
 
+    def _policy_key(self) -> Optional[str]:
+        """Changes with the policy's settings and its advisory export."""
+        if self.policy is None:
+            return None
+        advisories = self.policy.advisories
+        return run_key(self.config, advisories.export_digest if advisories is not None else None)
+
+    def _guard_policy(self, state: Optional[State]) -> None:
+        """The deletion guard holds for the policy too: a changed policy or advisory export that
+        would take more than max_delete_ratio of the mirror's files out (an export that names
+        everything, a cooldown over an upstream that gives no upload times) is refused before
+        anything changes. Checked when the policy or the export changed since the last complete run."""
+        policy = self.policy
+        if policy is None or state is None or self.allow_mass_delete or state.get_meta("policy_key") == self._policy_key():
+            return
+        from .download import LOCAL_SCHEME
+
+        total = doomed = 0
+        for f in state.all_files():
+            total += 1
+            if not f.url.startswith(LOCAL_SCHEME) and policy.judge(f.project, f.version, f.upload_time) is not None:
+                doomed += 1
+        share = doomed / total if total else 0.0
+        if share > self.config.max_delete_ratio:
+            raise DeleteGuardError(
+                f"the policy would take {doomed} of the mirror's {total} files out ({share:.0%}), more than "
+                f"max_delete_ratio {self.config.max_delete_ratio:.0%}; refusing (check the advisory export and the "
+                "cooldown settings, or run with --allow-mass-delete if this is intended)"
+            )
+
     def _serials(self, state: State, root: Optional[RootIndex], ok: bool) -> tuple[Optional[int], Optional[int]]:
         """(the serial the mirror is at, the serial upstream was at). An allowlist reads no
         root: its serial is the newest of the projects it holds."""
@@ -283,7 +315,8 @@ class Syncer:
             header = "absent" if self.root_header_serial is None else str(self.root_header_serial)
         reserved = tuple(sorted(n for n in self.local if n not in self.config.merge_upstream))
         return RunProgress(upstream_serial, complete=ok, mirror_serial=serial, run_key=key, root_header=header,
-                           reserved=reserved if reserved or self.config.local is not None else None)
+                           reserved=reserved if reserved or self.config.local is not None else None,
+                           policy_key=self._policy_key())
 
     # -- which projects -----------------------------------------------------------------------
     def _sync_projects(

@@ -345,7 +345,9 @@ def test_a_malicious_advisory_removes_a_mirrored_release_and_its_withdrawal_brin
     export = Export(tmp_path, form)
     export.put(advisory("MAL-2026-7", "someone-else", versions=["1.0"], summary="an unrelated malicious package"))
     mirror = tmp_path / "mirror"
-    cfg = write_config(tmp_path / "m.yml", upstream.url, mirror, advisories=str(export.path), block={"malicious": True})
+    # a mirror of two projects: the one release the advisory takes out is 1 file of 3 (the guard has its own test)
+    cfg = write_config(tmp_path / "m.yml", upstream.url, mirror, advisories=str(export.path), block={"malicious": True},
+                       max_delete_ratio=0.5)
     served = serve(mirror)
 
     before = sync(monkeypatch, cfg, NOW)
@@ -667,7 +669,7 @@ def test_the_dry_run_lists_exactly_what_the_run_keeps_out(
     export = Export(tmp_path, "directory")
     export.put(advisory("MAL-2026-100", "bad", versions=["1.1"]))
     mirror = tmp_path / "mirror"
-    cfg = write_config(tmp_path / "m.yml", upstream.url, mirror, cooldown="1d", advisories=str(export.path))
+    cfg = write_config(tmp_path / "m.yml", upstream.url, mirror, cooldown="1d", advisories=str(export.path), max_delete_ratio=0.5)
 
     plan = sync(monkeypatch, cfg, NOW, "--dry-run")
     assert plan["dry_run"] is True
@@ -690,3 +692,39 @@ def test_the_dry_run_lists_exactly_what_the_run_keeps_out(
     assert _refusals(run) == _refusals(plan)
     assert held_before - on_disk(mirror) == set(_plan(plan, "delete"))
     assert on_disk(mirror) == {wheel("bad", "1.0"), wheel("fine", "1.0")}
+
+
+def test_the_deletion_guard_holds_for_an_advisory_export_that_names_most_of_the_mirror(
+    index_tree: IndexTree, upstream: UpstreamServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An export that suddenly blocks most of what the mirror holds (a bogus or hostile advisory
+    with `introduced: 0` for many projects) is refused before anything changes: exit 4, one
+    sentence; --allow-mass-delete lets it through."""
+    for name in ("a", "b", "c", "d", "e"):
+        index_tree.add_wheel(name, "1.0", upload_time=OLD)
+    index_tree.write()
+    export = Export(tmp_path, "directory")
+    export.put(advisory("MAL-2026-1", "unrelated", versions=["1.0"]))
+    mirror = tmp_path / "mirror"
+    cfg = write_config(tmp_path / "m.yml", upstream.url, mirror, advisories=str(export.path))
+    sync(monkeypatch, cfg, NOW)
+    before = on_disk(mirror)
+    for name in ("a", "b", "c"):
+        export.put(advisory(f"MAL-2026-{name}", name, events=[{"introduced": "0"}]))
+    monkeypatch.setenv("MIRROR_SYNC_NOW", iso(NOW))
+    rc, summary, stderr = run_cli(cfg, "sync")
+    assert rc == 4, (summary, stderr[-2000:])
+    assert summary["kind"] == "delete_guard" and "the policy would take 3 of the mirror's 5 files out" in summary["error"]
+    assert "Traceback" not in stderr
+    assert on_disk(mirror) == before and listed_locally(mirror, "a") == {wheel("a", "1.0")}
+    rc, plan, _ = run_cli(cfg, "sync", "--dry-run")
+    assert rc == 4  # the dry run says so too
+    done = sync(monkeypatch, cfg, NOW, "--allow-mass-delete")
+    assert refused(done, "blocked") == {(n, wheel(n, "1.0")) for n in ("a", "b", "c")}
+    assert on_disk(mirror) == {wheel("d", "1.0"), wheel("e", "1.0")}
+
+
+def listed_locally(mirror: Path, project: str) -> set[str]:
+    """The filenames the mirror's JSON page for `project` lists, read from disk."""
+    doc = json.loads((mirror / "web" / "simple" / project / "index.v1_json").read_text())
+    return {f["filename"] for f in doc["files"]}
