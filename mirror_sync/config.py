@@ -229,6 +229,8 @@ def _requirements(reader: _Reader, key: str) -> Optional[tuple[Requirement, ...]
     items = reader.get(key, list)
     if items is None:
         return None
+    if not items and key != "projects":  # an empty list: no parser to load (`projects: []` is refused below)
+        return ()
     from packaging.requirements import InvalidRequirement, Requirement
 
     reqs = []

@@ -7,13 +7,6 @@
 - `rules`: the verdict on one file (held back, blocked, or mirrored), and the key of a project's policy.
 
 Everything is pure but reading the export (osv.load_advisories) and the clock (rules.clock_now).
+Import the modules themselves: the package imports nothing, so that a configuration without a
+policy (every sync's) loads only `settings`, and that without the requirement parser.
 """
-from __future__ import annotations
-
-from .osv import Advisory, AdvisoryDB, load_advisories
-from .rules import Policy, Refusal, clock_now
-from .settings import PolicySettings, parse_policy
-
-__all__ = [
-    "Advisory", "AdvisoryDB", "Policy", "PolicySettings", "Refusal", "clock_now", "load_advisories", "parse_policy",
-]

@@ -8,6 +8,8 @@ made-up number would be worse than none.
 """
 from __future__ import annotations
 
+SEVERITIES = ("low", "moderate", "high", "critical")  # the ratings that block, in rising order
+
 import math
 import re
 

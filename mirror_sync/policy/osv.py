@@ -41,10 +41,9 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from ..errors import AdvisoryError
-from .cvss import base_score, rating
+from .cvss import SEVERITIES, base_score, rating
 from .durations import parse_timestamp
 
-SEVERITIES = ("low", "moderate", "high", "critical")  # in rising order
 _SEVERITY_RANK = {name: i for i, name in enumerate(SEVERITIES)}
 _SEVERITY_RANK["none"] = -1  # CVSS 0.0: known, and below every level (it never blocks)
 _DATABASE_SEVERITY = {"low": "low", "moderate": "moderate", "medium": "moderate", "high": "high", "critical": "critical"}

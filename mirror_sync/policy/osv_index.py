@@ -16,7 +16,8 @@ from pathlib import Path
 
 from ..errors import FilesystemError
 from ..fsutil import write_atomic
-from .osv import SEVERITIES, Advisory, AdvisoryDB, Limits
+from .cvss import SEVERITIES
+from .osv import Advisory, AdvisoryDB, Limits
 
 log = logging.getLogger(__name__)
 

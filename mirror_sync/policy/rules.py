@@ -27,8 +27,9 @@ import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from .cvss import SEVERITIES
 from .durations import format_duration, parse_instant, parse_timestamp
-from .osv import SEVERITIES, Advisory, AdvisoryDB
+from .osv import Advisory, AdvisoryDB
 from .settings import PolicySettings
 
 NOW_VARIABLE = "MIRROR_SYNC_NOW"

@@ -16,16 +16,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
-
-from packaging.requirements import InvalidRequirement, Requirement
-from packaging.specifiers import SpecifierSet
-from packaging.utils import canonicalize_name
-from packaging.version import InvalidVersion, Version
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
+from .cvss import SEVERITIES
 from .durations import parse_duration, parse_instant
-from .osv import SEVERITIES
+
+if TYPE_CHECKING:  # the requirement parser loads only for a configuration that names releases
+    from packaging.specifiers import SpecifierSet
 
 POLICY_KEYS = ("cooldown", "cooldown_unknown", "uploaded_before", "cooldown_exempt", "advisories", "block", "allow")
 VULNERABLE_LEVELS = ("off",) + SEVERITIES
@@ -49,6 +47,8 @@ class ReleaseMatch:
             return True
         if version is None:
             return False
+        from packaging.version import InvalidVersion, Version
+
         try:
             return self.specifier.contains(Version(version), prereleases=True)
         except InvalidVersion:
@@ -156,6 +156,9 @@ def parse_policy(raw: Mapping[str, Any], base: Path | None = None) -> PolicySett
 
 
 def _requirement(item: Any, key: str) -> ReleaseMatch:
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+
     if not isinstance(item, str):
         raise ConfigError(f"{key}: must be a PEP 508 requirement such as 'urllib3>=2.2.3', not {item!r}")
     try:
