@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 CHUNK = 256 * 1024
-SMALL_FILE = 1024 * 1024  # read in one piece up to this size
+SMALL_FILE = 256 * 1024  # read in one piece up to this size (one chunk); larger files stream to disk
 HARD_SIZE_CAP = 64 * 1024**3  # no single file is bigger than this; a stream that is, is hostile
 DEADLINE_RATE = 128 * 1024  # a file gets one second beyond the deadline per this many bytes it advertises
 METADATA_LIMIT = 16 * 1024 * 1024  # a core metadata document (PEP 658) is kilobytes; more is hostile

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+import struct
 import threading
 import time
 import weakref
@@ -25,6 +26,7 @@ from urllib.parse import urlsplit
 
 import requests
 import urllib3
+import urllib3.connection
 from requests.adapters import HTTPAdapter
 from requests.auth import _basic_auth_str
 from requests.utils import get_environ_proxies, get_netrc_auth
@@ -150,6 +152,55 @@ class _Retry(Retry):
         return super().increment(method, url, response, error, _pool, _stacktrace)
 
 
+_TCP_INFO_RTT = 68  # offset of tcpi_rtt in Linux's struct tcp_info: the smoothed round trip, in µs
+_round_trip: Optional[float] = None  # the shortest round trip a connection of this process measured
+
+
+def round_trip() -> Optional[float]:
+    """The shortest round trip to upstream this process has seen, in seconds: TCP's own estimate
+    right after each handshake (no DNS, no server time in it). None before the first connection,
+    through a proxy, or where the system does not tell (not Linux)."""
+    return _round_trip
+
+
+def _note_round_trip(sock: socket.socket) -> None:
+    global _round_trip
+    option = getattr(socket, "TCP_INFO", None)
+    if option is None:
+        return
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, option, 104)
+    except OSError:
+        return
+    if len(info) < _TCP_INFO_RTT + 4:
+        return
+    (micros,) = struct.unpack_from("=I", info, _TCP_INFO_RTT)
+    if micros and (_round_trip is None or micros / 1e6 < _round_trip):
+        _round_trip = micros / 1e6  # two threads at once: one measurement is lost, no harm
+
+
+class _MeasuredHTTPConnection(urllib3.connection.HTTPConnection):
+    def _new_conn(self) -> socket.socket:
+        sock = super()._new_conn()
+        _note_round_trip(sock)
+        return sock
+
+
+class _MeasuredHTTPSConnection(urllib3.connection.HTTPSConnection):
+    def _new_conn(self) -> socket.socket:
+        sock = super()._new_conn()
+        _note_round_trip(sock)
+        return sock
+
+
+class _HTTPPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _MeasuredHTTPConnection
+
+
+class _HTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _MeasuredHTTPSConnection
+
+
 class _TrustAdapter(HTTPAdapter):
     """An HTTPAdapter whose HTTPS pools verify with the SSLContext of `trust`.
 
@@ -163,6 +214,11 @@ class _TrustAdapter(HTTPAdapter):
     def __init__(self, trust: Trust, **kwargs: Any) -> None:
         self.trust = trust
         super().__init__(**kwargs)
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        # the same pools, whose connections note the round trip (round_trip)
+        self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
 
     def build_connection_pool_key_attributes(self, request: Any, verify: Any, cert: Any = None) -> Any:
         host_params, pool_kwargs = super().build_connection_pool_key_attributes(request, verify, cert)

@@ -11,6 +11,7 @@ import multiprocessing
 import os
 import queue
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -24,7 +25,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mirror_sync.project_sync import ProjectResult, ProjectTask
-from mirror_sync.runners import PROCESS_THRESHOLD, ProcessRunner, split_workers
+from mirror_sync.runners import PROCESS_THRESHOLD, ProcessRunner, split_workers, worker_processes
 from tests.support.index_tree import IndexTree
 from tests.support.upstream_server import UpstreamServer
 from tests.syncutil import run_cli, write_config
@@ -47,6 +48,47 @@ def test_the_shares_add_up_to_workers_and_differ_by_at_most_one(workers: int, pr
     assert sum(shares) == workers
     assert len(shares) == min(workers, processes)
     assert min(shares) >= 1 and max(shares) - min(shares) <= 1
+
+
+@given(st.integers(1, 256), st.integers(0, 100_000), st.integers(1, 64), st.one_of(st.none(), st.floats(1e-6, 1.0)))
+def test_worker_processes_only_for_big_runs_that_one_process_cannot_serve(workers: int, tasks: int, cores: int,
+                                                                         rtt: Optional[float]) -> None:
+    n = worker_processes(workers, tasks, cores, rtt)
+    assert n in (0, min(cores, workers))
+    if tasks < PROCESS_THRESHOLD or min(cores, workers) < 2:
+        assert n == 0
+    elif rtt is None:
+        assert n == min(cores, workers)  # no measure: the processes, as for a near upstream
+    else:
+        # more workers, or a nearer upstream, never takes the processes away
+        assert worker_processes(workers + 1, tasks, cores, rtt) >= min(n, 1) * min(cores, workers + 1)
+        assert worker_processes(workers, tasks, cores, rtt / 2) >= n
+
+
+def test_the_module_doctests_hold() -> None:
+    import doctest
+
+    import mirror_sync.runners
+
+    assert doctest.testmod(mirror_sync.runners).failed == 0
+
+
+def test_a_client_measures_the_round_trip_of_its_connections(index_tree: IndexTree) -> None:
+    from mirror_sync import http
+
+    index_tree.write()
+    with UpstreamServer(index_tree.root) as server:
+        client = http.HttpClient(1, 10, 0)
+        try:
+            with client.get(server.url) as response:
+                assert response.status_code == 200
+        finally:
+            client.close()
+    rtt = http.round_trip()
+    if not hasattr(socket, "TCP_INFO"):
+        assert rtt is None
+    else:
+        assert rtt is not None and 0 < rtt < 1.0  # loopback: microseconds
 
 
 def test_split_workers_examples() -> None:
