@@ -199,12 +199,12 @@ lock.__enter__()
 child = os.fork()
 if child == 0:
     # the forked child keeps running after its parent is gone, as an orphaned worker would
-    print("child-holds", sorted(held_lock_fds()), flush=True)
+    os.write(1, f"child-holds {sorted(held_lock_fds())}\n".encode())  # one write: the two processes share the pipe
     os.close(1)
     os.close(2)
     time.sleep(30)
     os._exit(0)
-print("parent-holds", sorted(held_lock_fds()), child, flush=True)
+os.write(1, f"parent-holds {sorted(held_lock_fds())} {child}\n".encode())
 os._exit(0)  # dies without unlocking, as under kill -9
 """
 
