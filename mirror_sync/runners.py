@@ -146,10 +146,10 @@ MMAP_THRESHOLD = 128 * 1024
 def keep_malloc_lean() -> None:
     """Before a process starts its worker threads: glibc's malloc would give each thread an arena
     of its own (up to 8 per core) and, once a freed 256 KB download chunk has raised its sliding
-    mmap threshold, keep such chunks in those arenas instead of handing them back. At W=10 that
-    was about 10 MB per worker process of memory held and not used (peak tree PSS 77 -> 55 MB on
-    the latency benchmark's 500 projects). Two arenas, and the default threshold held fixed, so
-    buffers of 128 KB and more are mapped and unmapped."""
+    mmap threshold, keep such chunks in those arenas instead of handing them back: memory held and
+    not used, 11 MB per worker process at W=10 and 18 MB at W=32 (two workers, the latency
+    benchmark's 500 projects: peak tree PSS 77 -> 55 MB and 95 -> 58 MB). Two arenas, and the
+    default threshold held fixed, so buffers of 128 KB and more are mapped and unmapped."""
     if not sys.platform.startswith("linux"):
         return
     try:
