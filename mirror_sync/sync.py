@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING, Any, Callable, Container, Iterator, Optional
 from .clock import utc_iso
 from .config import Config
 from .download import Downloader
-from .errors import ConfigError, DeleteGuardError, MirrorSyncError
+from .errors import ConfigError, MirrorSyncError
 from .fsutil import Flusher, MirrorLock, clear_dir, preflight, shared_lock
 from .http import HttpClient
 from .models import RootIndex
-from .plan.deletions import Deletions, guard_deletions, plan_deletions
+from .plan.deletions import Deletions, guard_deletions, guard_policy, plan_deletions
 from .plan.keys import filter_fingerprint, run_key
 from .plan.selection import Selector
 from .project_sync import INCOMING, STAGING, ProjectSyncer
@@ -278,18 +278,8 @@ class Syncer:
             return
         from .download import LOCAL_SCHEME
 
-        total = doomed = 0
-        for f in state.all_files():
-            total += 1
-            if not f.url.startswith(LOCAL_SCHEME) and policy.judge(f.project, f.version, f.upload_time) is not None:
-                doomed += 1
-        share = doomed / total if total else 0.0
-        if share > self.config.max_delete_ratio:
-            raise DeleteGuardError(
-                f"the policy would take {doomed} of the mirror's {total} files out ({share:.0%}), more than "
-                f"max_delete_ratio {self.config.max_delete_ratio:.0%}; refusing (check the advisory export and the "
-                "cooldown settings, or run with --allow-mass-delete if this is intended)"
-            )
+        files = ((f.project, f.version, f.upload_time) for f in state.all_files() if not f.url.startswith(LOCAL_SCHEME))
+        guard_policy(files, lambda p, v, t: policy.judge(p, v, t) is not None, max_ratio=self.config.max_delete_ratio)
 
     def _serials(self, state: State, root: Optional[RootIndex], ok: bool) -> tuple[Optional[int], Optional[int]]:
         """(the serial the mirror is at, the serial upstream was at). An allowlist reads no

@@ -190,3 +190,13 @@ def test_the_policy_is_a_rule_of_the_selection_and_the_plan_says_what_it_keeps_o
     # the organisation's own files pass whatever their upload-time
     mine = UpstreamFile(a3.filename, "local:/srv/local/x.whl", a3.sha256, 100, upload_time=new, version="3.0", local=True)
     assert [f.filename for f in selector.select(_page([a1, mine]), None)[0]] == [mine.filename]
+
+
+def test_the_policy_guard_counts_what_the_policy_would_take_out() -> None:
+    from mirror_sync.plan.deletions import guard_policy
+
+    files = [("a", "1.0", None), ("b", "1.0", None), ("c", "1.0", None), ("d", "1.0", None)]
+    guard_policy(files, lambda p, v, t: p == "a", max_ratio=0.25)  # 1 of 4: at the limit, allowed
+    with pytest.raises(DeleteGuardError, match="would take 2 of the mirror's 4 files out"):
+        guard_policy(files, lambda p, v, t: p in ("a", "b"), max_ratio=0.25)
+    guard_policy([], lambda p, v, t: True, max_ratio=0.0)  # an empty mirror loses nothing

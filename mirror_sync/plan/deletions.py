@@ -4,7 +4,7 @@ Pure: the run and the dry run call the same function with what they learnt.
 """
 from __future__ import annotations
 
-from collections.abc import Container, Sequence
+from collections.abc import Callable, Container, Iterable, Sequence
 from dataclasses import dataclass
 
 from ..errors import DeleteGuardError
@@ -60,4 +60,28 @@ def guard_deletions(
         raise DeleteGuardError(
             f"this run would delete {count} of {held} projects ({share:.0%}), more than "
             f"max_delete_ratio {max_ratio:.0%}; refusing (run with --allow-mass-delete if this is intended)"
+        )
+
+
+def guard_policy(
+    files: Iterable[tuple[str, str | None, str | None]],
+    refused: Callable[[str, str | None, str | None], bool],
+    *,
+    max_ratio: float,
+) -> None:
+    """The deletion guard for the policy: `files` are the mirror's (project, version,
+    upload-time), `refused` the policy's verdict on one; more than `max_ratio` of them refused
+    (an export that names everything, a cooldown over an upstream without upload times) raises
+    DeleteGuardError before anything changes."""
+    total = doomed = 0
+    for project, version, upload_time in files:
+        total += 1
+        if refused(project, version, upload_time):
+            doomed += 1
+    share = doomed / total if total else 0.0
+    if share > max_ratio:
+        raise DeleteGuardError(
+            f"the policy would take {doomed} of the mirror's {total} files out ({share:.0%}), more than "
+            f"max_delete_ratio {max_ratio:.0%}; refusing (check the advisory export and the "
+            "cooldown settings, or run with --allow-mass-delete if this is intended)"
         )
