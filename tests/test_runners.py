@@ -131,9 +131,27 @@ def _task(name: str) -> ProjectTask:
                        previous=[], previous_fingerprint=None, previous_selection=None)
 
 
+class _Flag:
+    """A release flag that a killed waiter cannot wedge: multiprocessing.Event.set() waits for
+    every sleeper to acknowledge its wake-up, forever when one of them was killed while waiting
+    (as the tests that kill or abort workers do). A shared byte, polled within the bound."""
+
+    def __init__(self) -> None:
+        self._value = CTX.RawValue("b", 0)
+
+    def set(self) -> None:
+        self._value.value = 1
+
+    def wait(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while not self._value.value and time.monotonic() < deadline:
+            time.sleep(0.005)
+        return bool(self._value.value)
+
+
 class _Harness:
     def __init__(self, workers: int, processes: int, together: Optional[int] = None) -> None:
-        self.release = CTX.Event()
+        self.release = _Flag()
         self.running = CTX.Value("i", 0)
         self.peak = CTX.Value("i", 0)
         self.barrier = CTX.Barrier(together or workers)
