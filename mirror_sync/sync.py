@@ -26,6 +26,7 @@ from .http import HttpClient
 from .models import RootIndex
 from .plan.deletions import Deletions, guard_deletions, guard_policy, plan_deletions
 from .plan.keys import filter_fingerprint, run_key
+from .plan.project import REMOVED, UNSELECTED
 from .plan.selection import Selector
 from .project_sync import INCOMING, STAGING, ProjectSyncer
 from .publish import Publisher
@@ -173,7 +174,7 @@ class Syncer:
             deletions = self._deletions(state, root, wanted, gone)
             for name in deletions.names:
                 for f in state.files_of(name) if state else []:
-                    why = "removed upstream" if name in deletions.gone_upstream else "unselected"
+                    why = REMOVED if name in deletions.gone_upstream else UNSELECTED
                     self.stats.plan_delete.append({"project": name, "path": f.path, "size": f.size, "reason": why})
             return self._report(state, root, started, deletions)
         finally:
