@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import shutil
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -26,6 +27,7 @@ from .commands import FleetError, FleetUnavailable, require_root
 from .host import BOOT_TIMEOUT_S, Host, HostSpec
 from .inventory import write_inventory
 from .network import Bridge, NspawnRuntime
+from .reaper import WORK_PREFIX, claim, reap_stale
 from .rootfs import PACKAGES, build_rootfs
 from .sshkey import SshKey
 
@@ -59,13 +61,17 @@ class Fleet:
         t0 = time.monotonic()
         rootfs = build_rootfs(packages)
         rootfs_s = time.monotonic() - t0
-        workdir = Path(tempfile.mkdtemp(prefix="pypi-mirror-kit-fleet-", dir=WORK_PARENT))
+        for reaped in reap_stale(WORK_PARENT, orphan_bridges=(bridge_name,)):
+            print(f"fleet: took down what a killed fleet left: {reaped}", file=sys.stderr)
+        workdir = Path(tempfile.mkdtemp(prefix=WORK_PREFIX, dir=WORK_PARENT))
+        claim(workdir)
         fleet: Fleet | None = None
         runtime: NspawnRuntime | None = None
         bridge: Bridge | None = None
         try:
             runtime = NspawnRuntime.ensure()
             bridge = Bridge.create(bridge_name)
+            claim(workdir, bridge.name)
             key = SshKey.generate(workdir / "ssh")
             fleet = cls(
                 workdir=workdir, log_dir=log_dir or workdir / "logs", rootfs=rootfs, key=key,
