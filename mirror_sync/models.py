@@ -121,6 +121,20 @@ class RootProjects(Mapping[str, tuple[str, Optional[int]]]):
             else:
                 yield from window
 
+    def with_serials(self) -> Iterator[tuple[str, Optional[int]]]:
+        """(canonical name, serial or None) in order: what iterating and looking each name up
+        gives, without a hash lookup per project (on a 700,000-project root, seconds of CPU)."""
+        names, name_at, serials, dead = self._names, self._name_at, self._serials, self._dead
+        count = len(serials)
+        for first in range(0, count, self._WINDOW):
+            last = min(first + self._WINDOW, count)
+            window = names[name_at[first] : name_at[last] - 1].split("\n")
+            for i, name in enumerate(window, first):
+                if dead and i in dead:
+                    continue
+                serial = serials[i]
+                yield name, (serial if serial >= 0 else None)
+
     def __repr__(self) -> str:
         return f"RootProjects({len(self)} projects)"
 

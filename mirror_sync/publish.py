@@ -25,6 +25,10 @@ log = logging.getLogger(__name__)
 SERIALS_MAP = "serials.map"
 # the documents a file has beside it: PEP 658 core metadata, PEP 740 provenance
 SIDECARS = (".metadata", ".provenance")
+# A batch is published early when no result has come for IDLE_GAP seconds (the run is waiting on
+# the network), at most every IDLE_INTERVAL seconds (each batch costs a syncfs or two).
+IDLE_GAP = 0.02
+IDLE_INTERVAL = 0.25
 
 
 class Publisher:
@@ -54,6 +58,13 @@ class Publisher:
         self.pending.append((task, result))
         if len(self.pending) >= self.batch_size or time.monotonic() - self.last_flush >= self.batch_seconds:
             self.flush()
+
+    def idle_wait(self) -> Optional[float]:
+        """How long to wait for the next result before publishing what is pending (None: no
+        need to, nothing is pending)."""
+        if not self.pending:
+            return None
+        return max(IDLE_GAP, IDLE_INTERVAL - (time.monotonic() - self.last_flush))
 
     def flush(self) -> None:
         self.last_flush = time.monotonic()

@@ -59,7 +59,9 @@ class Runner(Protocol):
 
     def submit(self, tasks: list[ProjectTask]) -> None: ...
 
-    def next_done(self) -> Done: ...
+    def next_done(self, timeout: Optional[float] = None) -> Optional[Done]:
+        """The next finished task; None when none finished within `timeout` seconds."""
+        ...
 
     def close(self) -> None: ...
 
@@ -126,8 +128,11 @@ class ThreadRunner:
         for task in tasks:
             self.workers.put(None, task)
 
-    def next_done(self) -> Done:
-        _key, task, (result, error) = self.done.get()
+    def next_done(self, timeout: Optional[float] = None) -> Optional[Done]:
+        try:
+            _key, task, (result, error) = self.done.get(timeout=timeout)
+        except queue.Empty:
+            return None
         return task, result, error
 
     def close(self) -> None:
@@ -352,8 +357,11 @@ class ProcessRunner:
             self._pending.extend((next(self._keys), task) for task in tasks)
             self._dispatch()
 
-    def next_done(self) -> Done:
-        return self.done.get()
+    def next_done(self, timeout: Optional[float] = None) -> Optional[Done]:
+        try:
+            return self.done.get(timeout=timeout)
+        except queue.Empty:
+            return None
 
     def close(self) -> None:
         """Tell the workers to end once they are done (they hold nothing after a complete run)

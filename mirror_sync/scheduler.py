@@ -90,10 +90,10 @@ class Scheduler:
         """A file the policy held back last time may now pass (its cooldown is over)."""
         return prev is not None and prev.held_until is not None and prev.held_until <= self.now
 
-    def _needs_sync(self, canonical: str) -> bool:
+    def _needs_sync(self, canonical: str, root_serial: Optional[int]) -> bool:
+        """`root_serial`: the serial the root gives the project (None: none, or no root)."""
         if canonical in self.local:  # the local directory is read every run (unchanged files: no work)
             return True
-        root_serial = self.root.projects[canonical][1] if self.root is not None else None
         prev = self.known.get(canonical)
         if prev is None or root_serial is None:
             return True
@@ -126,18 +126,19 @@ class Scheduler:
         return ProjectTask(canonical, display, root_serial, want, selection, previous, fingerprint, prev_selection, local, validators,
                            matured=self._matured(prev), local=mine, merge_upstream=merge)
 
-    def run_wave(self, names: Callable[[], Iterator[str]]) -> None:
-        """A full mirror: sync every project that changed. `names` gives the projects (twice: a
-        count, then the work), and nothing is kept per project: on a 700,000-project index a
-        list of them, or of their tasks, would cost more than the rest of the run."""
-        count = sum(1 for c in names() if self._needs_sync(c))
+    def run_wave(self, names: Callable[[], Iterator[tuple[str, Optional[int]]]]) -> None:
+        """A full mirror: sync every project that changed. `names` gives the projects with the
+        root's serial of each (twice: a count, then the work), and nothing is kept per project:
+        on a 700,000-project index a list of them, or of their tasks, would cost more than the
+        rest of the run."""
+        count = sum(1 for c, serial in names() if self._needs_sync(c, serial))
         if not count:
             return
         from .runners import (
             choose_runner,  # worker processes: not loaded by a run with nothing to do
         )
 
-        todo = (self._task(c, None, self._selection_key(c, None)) for c in names() if self._needs_sync(c))
+        todo = (self._task(c, None, self._selection_key(c, None)) for c, serial in names() if self._needs_sync(c, serial))
         runner = choose_runner(self.make_syncer, self.config.workers, count)
         try:
             with _aborting_on_exit():
@@ -163,8 +164,16 @@ class Scheduler:
             return submitted
 
         in_flight += submit_more()
+        publisher = self.publisher
         while in_flight:
-            task, result, error = runner.next_done()
+            # while the run waits on the network, what is finished is published meanwhile: the
+            # files, pages and deletions of a small run are not all left for its end
+            done = runner.next_done(publisher.idle_wait() if publisher is not None and fatal is None else None)
+            if done is None:
+                assert publisher is not None
+                publisher.flush()
+                continue
+            task, result, error = done
             in_flight -= 1
             if error is not None:
                 if isinstance(error, FilesystemError):

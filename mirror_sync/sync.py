@@ -146,7 +146,7 @@ class Syncer:
                 mine = {n: self.local[n] for n in sorted(names) if n in self.local}
                 scheduler = Scheduler(cfg, self.selector, self.evaluator, self.fingerprint, self.stats, state, publisher,
                                       None, self._syncer_factory(), mine)
-                scheduler.run_wave(lambda: iter(mine))
+                scheduler.run_wave(lambda: ((n, None) for n in mine))
                 publisher.publish_root(state.get_meta_int("mirror_serial"))
                 return self._report(state, None, started, None)
             finally:
@@ -327,9 +327,10 @@ class Syncer:
         excluded = self.selector.project_excluded if self.selector.excluded else None
         own = sorted(n for n in local if n not in projects)  # the organisation's projects upstream does not have
 
-        def names() -> Iterator[str]:
-            yield from (c for c in projects if excluded is None or not excluded(c))
-            yield from own
+        def names() -> Iterator[tuple[str, Optional[int]]]:
+            entries = projects.with_serials()
+            yield from (e for e in entries if excluded is None or not excluded(e[0]))
+            yield from ((n, None) for n in own)
 
         scheduler.run_wave(names)
         gone = {n for n in scheduler.known if n not in projects and n not in local}

@@ -822,6 +822,22 @@ def test_root_projects_many() -> None:
     assert not any(f"q{i}" in projects for i in range(1000))
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["a", "b-c", "d.e", "f_g", "h", "zz9"]), st.one_of(st.none(), st.integers(0, 2**40))),
+                max_size=40))
+def test_root_projects_with_serials_is_iterating_and_looking_up(entries: list[tuple[str, Optional[int]]]) -> None:
+    """Duplicates included (a later one replaces an earlier one), across the iteration window."""
+    projects = RootProjects.from_items((n, n.upper(), s) for n, s in entries)
+    assert list(projects.with_serials()) == [(n, projects[n][1]) for n in projects]
+
+
+def test_root_projects_with_serials_across_windows() -> None:
+    items = [(f"p{i}", f"p{i}", i if i % 7 else None) for i in range(10000)] + [("p5", "P5", 99)]
+    projects = RootProjects.from_items(items)
+    pairs = list(projects.with_serials())
+    assert pairs == [(n, projects[n][1]) for n in projects] and len(pairs) == 10000 and ("p5", 99) in pairs
+
+
 # -- Upstream.root() over loopback ---------------------------------------------------------------------
 class _Body(BaseHTTPRequestHandler):
     content_type = "text/html"

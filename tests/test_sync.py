@@ -571,3 +571,39 @@ def test_a_sync_writes_the_front_page_with_its_numbers(index_tree: IndexTree, up
     assert "pip install --index-url" in page and "uv.toml" in page
     rc, plan, _ = run_cli(cfg, "sync", "--dry-run")
     assert rc == 0 and (mirror_dir / "web" / "index.html").read_text() == page  # a dry run writes nothing
+
+
+def test_a_finished_project_goes_live_while_the_run_waits_on_a_slow_one(
+    index_tree: IndexTree, upstream: UpstreamServer, tmp_path: Path, mirror_dir: Path
+) -> None:
+    """The publisher does not hold what is done until the end of the run: while the run waits on
+    the network (here one project's page answers after 4 s), the finished projects are published,
+    their files first."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from tests.syncutil import REPO
+
+    populate(index_tree)
+    upstream.add_fault("/simple/unrelated/", delay=4.0)
+    cfg = write_config(tmp_path / "m.yml", upstream.url, mirror_dir)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+    env["PYTHONPATH"] = str(REPO)
+    proc = subprocess.Popen([sys.executable, "-m", "mirror_sync", "-c", str(cfg), "sync", "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    page = mirror_dir / "web" / "simple" / "beta" / "index.v1_json"
+    try:
+        deadline = time.monotonic() + 3.5
+        while not page.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert page.exists(), "beta's page was not published while the run waited on 'unrelated'"
+        assert proc.poll() is None, "the run ended before the slow page came: the test shows nothing"
+        live = check_mirror(mirror_dir)  # what is live mid-run links only to files that are there
+        assert "beta" in live and "unrelated" not in live
+    finally:
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert json.loads(out)["ok"]
+    assert set(check_mirror(mirror_dir)) == {"alpha", "beta", "gamma", "legacy", "unrelated"}
