@@ -14,6 +14,7 @@ import shutil
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Container, Iterator, Optional
 
@@ -51,20 +52,21 @@ def load_policy(config: Config, cache: bool) -> Optional[Policy]:
     settings = config.policy
     if not settings.active:
         return None
-    from .policy.osv import load_advisories
+    from .policy.osv import ExportMissingError, load_advisories
     from .policy.osv_index import IndexFile
     from .policy.rules import Policy, clock_now
 
     db = None
     if settings.advisories is not None and settings.block.any:
-        if not settings.advisories.exists():
+        index = IndexFile(config.directory / "advisories.index") if cache and config.directory.is_dir() else None
+        try:
+            db = load_advisories(settings.advisories, cache=index)
+        except ExportMissingError:
             raise ConfigError(
                 f"{config.path}: key 'advisories': the OSV export {settings.advisories} does not exist; blocking "
                 "releases needs it (download the per-ecosystem zip OSV publishes there, or set the role's "
                 "pypi_mirror_sync_advisories_url)"
-            )
-        index = IndexFile(config.directory / "advisories.index") if cache and config.directory.is_dir() else None
-        db = load_advisories(settings.advisories, cache=index)
+            ) from None
     return Policy(settings, db, clock_now())
 
 
@@ -76,6 +78,11 @@ def _local_digest(local: dict[str, LocalProject]) -> Optional[str]:
 
     lines = (f"{d.filename} {d.sha256} {d.mtime_ns}" for name in sorted(local) for d in local[name].files)
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
+
+
+def _client_for(cfg: Config) -> HttpClient:
+    """An HTTP client as the configuration asks: `workers` requests and connections at most."""
+    return HttpClient(cfg.workers, cfg.timeout, cfg.retries, deadline=cfg.deadline)
 
 
 class Syncer:
@@ -104,10 +111,7 @@ class Syncer:
     def run(self) -> SyncReport:
         cfg = self.config
         started = time.time()
-        if cfg.local is not None:
-            from .local import scan_local
-
-            self.local = scan_local(cfg.local)
+        self._read_local()
         if self.dry_run:
             with shared_lock(cfg.lock_path) as quiet:
                 # no run can write while we hold the shared lock: read the state without a trace;
@@ -115,17 +119,8 @@ class Syncer:
                 return self._run_dry(started, immutable=quiet)
         for warning in preflight(cfg.directory):
             log.warning("event=preflight warning=%r", warning)
-        with MirrorLock(cfg.lock_path):
-            cfg.web.mkdir(parents=True, exist_ok=True)
-            cfg.simple_dir.mkdir(parents=True, exist_ok=True)
-            state = State(cfg.state_path)
-            flusher = Flusher(cfg.directory) if cfg.fsync else None
-            try:
-                return self._run_locked(state, flusher, started)
-            finally:
-                if flusher is not None:
-                    flusher.close()
-                state.close()
+        with self._locked() as (state, flusher):
+            return self._run_locked(state, flusher, started)
 
     def publish_local(self, names: set[str]) -> SyncReport:
         """Publish the named projects of the local directory at once (after `mirror-sync add`):
@@ -133,15 +128,10 @@ class Syncer:
         cfg = self.config
         started = time.time()
         assert cfg.local is not None
-        from .local import scan_local
-
-        self.local = scan_local(cfg.local)
-        with MirrorLock(cfg.lock_path):
-            cfg.simple_dir.mkdir(parents=True, exist_ok=True)
-            state = State(cfg.state_path)
-            flusher = Flusher(cfg.directory) if cfg.fsync else None
+        self._read_local()
+        with self._locked() as (state, flusher):
             publisher = Publisher(state, cfg.web, flusher, fsync=cfg.fsync)
-            client = self.client = HttpClient(cfg.workers, cfg.timeout, cfg.retries, deadline=cfg.deadline)
+            client = self._new_client()
             try:
                 mine = {n: self.local[n] for n in sorted(names) if n in self.local}
                 scheduler = Scheduler(cfg, self.selector, self.evaluator, self.fingerprint, self.stats, state, publisher,
@@ -152,9 +142,36 @@ class Syncer:
             finally:
                 publisher.discard()
                 client.close()
+
+    def _read_local(self) -> None:
+        """The organisation's own projects (the `local` directory), read afresh every run."""
+        if self.config.local is not None:
+            from .local import scan_local
+
+            self.local = scan_local(self.config.local)
+
+    @contextmanager
+    def _locked(self) -> Iterator[tuple[State, Optional[Flusher]]]:
+        """The mirror, for writing: its lock, its directories, its state, and (with fsync) what
+        makes a batch durable. Closed in that order's reverse, whatever happens."""
+        cfg = self.config
+        with MirrorLock(cfg.lock_path):
+            cfg.web.mkdir(parents=True, exist_ok=True)
+            cfg.simple_dir.mkdir(parents=True, exist_ok=True)
+            state = State(cfg.state_path)
+            flusher = Flusher(cfg.directory) if cfg.fsync else None
+            try:
+                yield state, flusher
+            finally:
                 if flusher is not None:
                     flusher.close()
                 state.close()
+
+    def _new_client(self) -> HttpClient:
+        """The run's HTTP client (`workers` requests and connections at most); kept on the
+        syncer, whose project syncers in this process share it."""
+        client = self.client = _client_for(self.config)
+        return client
 
     def _upstream(self, client: HttpClient) -> Upstream:
         cfg = self.config
@@ -165,7 +182,7 @@ class Syncer:
         (for requirements nobody advertises) go to a scratch directory removed at the end."""
         cfg = self.config
         state = State(cfg.state_path, readonly=True, immutable=immutable) if cfg.state_path.exists() else None
-        client = self.client = HttpClient(cfg.workers, cfg.timeout, cfg.retries, deadline=cfg.deadline)
+        client = self._new_client()
         self.scratch = Path(tempfile.mkdtemp(prefix="mirror-sync-plan-")) / "web"
         try:
             root = None if self.allowlist else self._upstream(client).root()
@@ -195,7 +212,7 @@ class Syncer:
             publisher.publish_root(state.get_meta_int("mirror_serial"))
             publisher.collect_garbage()
         state.set_meta("last_sync_started", utc_iso(started))
-        client = self.client = HttpClient(cfg.workers, cfg.timeout, cfg.retries, deadline=cfg.deadline)
+        client = self._new_client()
         ok = False
         advisories = self.policy.advisories if self.policy is not None else None
         key = run_key(cfg, advisories.export_digest if advisories is not None else None, _local_digest(self.local))
@@ -339,7 +356,6 @@ class Syncer:
     def _syncer_factory(self) -> Callable[[Optional[ThreadPoolExecutor]], ProjectSyncer]:
         """Builds a ProjectSyncer with its own HTTP client: in this process, or in a worker process."""
         cfg = self.config
-        threads = cfg.workers
         selector = self.selector
         closure_mode = self.closure_mode
         dry_run = self.dry_run
@@ -353,8 +369,7 @@ class Syncer:
         def make(file_pool: Optional[ThreadPoolExecutor]) -> ProjectSyncer:
             # in this process, the run's own client: `workers` connections in all, the root's
             # included; a worker process makes its own (sockets do not survive a fork)
-            client = shared if shared is not None and os.getpid() == parent else HttpClient(
-                threads, cfg.timeout, cfg.retries, deadline=cfg.deadline)
+            client = shared if shared is not None and os.getpid() == parent else _client_for(cfg)
             # no fsync per file: the publisher's syncfs makes a whole batch durable before its pages go live
             downloader = Downloader(client, web, retries=cfg.retries, fsync=False, max_file_size=cfg.max_file_size,
                                     local_root=cfg.local)

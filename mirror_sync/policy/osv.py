@@ -62,6 +62,11 @@ _READ_ERRORS = (
 ) + _DECOMPRESS_ERRORS
 
 
+class ExportMissingError(AdvisoryError):
+    """The export is not there at all (not a damaged one): the configuration names a file that
+    has not been downloaded yet."""
+
+
 @dataclass(frozen=True)
 class Limits:
     """How much of an export is read. The PyPI export holds some tens of thousands of entries of
@@ -280,7 +285,7 @@ def _load(where: Path, limits: Limits, index: ExportCache | None) -> AdvisoryDB:
     try:
         st = where.stat()
     except FileNotFoundError:
-        raise AdvisoryError(f"advisories {source}: not found") from None
+        raise ExportMissingError(f"advisories {source}: not found") from None
     except OSError as exc:
         raise AdvisoryError(f"advisories {source}: cannot be read ({exc.strerror})") from None
     if stat.S_ISDIR(st.st_mode):
