@@ -11,6 +11,7 @@ import logging
 import os
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Optional
 
@@ -179,6 +180,7 @@ class Publisher:
         # served a page whose files are already gone
         paths = sorted(self.state.garbage(), key=lambda rel: (not rel.startswith("simple/"), rel))
         done: list[str] = []
+        files: list[tuple[Path, bool]] = []
         for rel in paths:
             if rel.startswith("simple/") and rel.endswith("/"):
                 name = rel[len("simple/"):-1]
@@ -189,19 +191,39 @@ class Publisher:
             sidecar = rel.endswith(SIDECARS)
             base = rel.rsplit(".", 1)[0] if sidecar else rel
             if not self.state.path_referenced(base):
-                target = self.web / rel
-                try:
-                    target.unlink()
-                    if not sidecar:
-                        self.files_deleted += 1
-                except FileNotFoundError:
-                    pass
-                _prune_dirs(target.parent, self.web / "packages")
+                files.append((self.web / rel, sidecar))
             done.append(rel)
+        self.files_deleted += _unlink_files(files, self.web / "packages")
         self.state.begin()
         self.state.drop_garbage(done)
         self.state.commit()
         return len(done)
+
+
+# Files are unlinked on this many threads: an unlink whose directory is not cached waits for the
+# disk, and a run that deleted upstream's removals one after the other waited for each in turn.
+UNLINK_THREADS = 8
+
+
+def _unlink_files(files: list[tuple[Path, bool]], stop: Path) -> int:
+    """Unlink each (path, is a sidecar) and the directories it leaves empty up to `stop`; how many
+    files that were not sidecars were removed."""
+
+    def unlink(item: tuple[Path, bool]) -> int:
+        target, sidecar = item
+        removed = 0
+        try:
+            target.unlink()
+            removed = 0 if sidecar else 1
+        except FileNotFoundError:
+            pass
+        _prune_dirs(target.parent, stop)
+        return removed
+
+    if len(files) < 2 * UNLINK_THREADS:
+        return sum(map(unlink, files))
+    with ThreadPoolExecutor(UNLINK_THREADS, thread_name_prefix="unlink") as pool:
+        return sum(pool.map(unlink, files))
 
 
 def discard_staged(result: ProjectResult) -> None:

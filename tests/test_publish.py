@@ -1,6 +1,7 @@
 """The publisher's ordering guarantees, observed on the file system calls it makes."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -83,4 +84,40 @@ def test_record_mtimes_moves_only_the_named_files(tmp_path: Path) -> None:
     state.record_mtimes([(files[0].path, 123)])
     assert {f.filename: f.mtime_ns for f in state.files_of("abc")} == {"abc-1.0.tar.gz": 123, "abc-1.0-py3-none-any.whl": 0}
     assert not state.db.in_transaction
+    state.close()
+
+
+def test_garbage_of_many_files_is_unlinked_on_threads_and_counted(tmp_path: Path) -> None:
+    """Past UNLINK_THREADS * 2 files the unlinks run on a pool: every file and sidecar goes, the
+    emptied directories go, a file still referenced stays, and only real files are counted."""
+    from mirror_sync import publish
+
+    web = tmp_path / "web"
+    state = State(tmp_path / "state.sqlite")
+    count = publish.UNLINK_THREADS * 4
+    old = [_file("big", f"big-{i}.0-py3-none-any.whl") for i in range(count)]
+    old = [dataclasses.replace(f, path=f"packages/{i:02x}/{i:02x}/h{i}/{f.filename}") for i, f in enumerate(old)]
+    for f in old:
+        (web / f.path).parent.mkdir(parents=True, exist_ok=True)
+        (web / f.path).write_bytes(b"x")
+        (web / (f.path + ".metadata")).write_bytes(b"m")
+    state.begin()
+    state.save_project("big", "big", 1, 1, None, "s", None, [], "", "", 0.0)
+    state.replace_files("big", old)
+    state.commit()
+    kept = old[0]
+    state.begin()
+    removed = state.replace_files("big", [kept])
+    state.add_garbage(removed)
+    state.add_garbage(p + ".metadata" for p in removed)
+    state.add_garbage([kept.path])  # listed as garbage but still referenced: stays
+    state.commit()
+    publisher = Publisher(state, web, None, fsync=False)
+    assert publisher.collect_garbage() == 2 * (count - 1) + 1
+    assert publisher.files_deleted == count - 1
+    assert (web / kept.path).is_file()
+    left = sorted(str(p.relative_to(web)) for p in (web / "packages").rglob("*") if p.is_file())
+    assert left == [kept.path, kept.path + ".metadata"]
+    assert sorted(p.name for p in (web / "packages").iterdir()) == ["00"]  # emptied directories pruned
+    assert state.garbage() == []
     state.close()
