@@ -19,10 +19,17 @@ def write_config(path: Path, upstream: str, directory: Path, **keys: Any) -> Pat
     return path
 
 
-def run_cli(config: Path, *args: str, timeout: float = 120) -> tuple[int, dict[str, Any], str]:
-    """Run `python -m mirror_sync -c CONFIG ARGS --json` in a subprocess; (exit code, JSON, stderr)."""
+def cli_env() -> dict[str, str]:
+    """The environment `python -m mirror_sync` runs in under the tests: this checkout's engine,
+    none of this machine's PIP_* settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
     env["PYTHONPATH"] = str(REPO)
+    return env
+
+
+def run_cli(config: Path, *args: str, timeout: float = 120) -> tuple[int, dict[str, Any], str]:
+    """Run `python -m mirror_sync -c CONFIG ARGS --json` in a subprocess; (exit code, JSON, stderr)."""
+    env = cli_env()
     proc = subprocess.run(
         [sys.executable, "-m", "mirror_sync", "-c", str(config), *args, "--json"],
         capture_output=True,

@@ -7,7 +7,6 @@ from __future__ import annotations
 import functools
 import io
 import json
-import os
 import struct
 import subprocess
 import sys
@@ -22,7 +21,7 @@ import pytest
 from tests.support.index_tree import IndexTree
 from tests.support.mirror_check import check_mirror
 from tests.support.upstream_server import UpstreamServer
-from tests.syncutil import REPO, write_config
+from tests.syncutil import cli_env, write_config
 
 RSS_LIMIT_KB = 200 * 1024
 MB = 1024 * 1024
@@ -30,8 +29,7 @@ MB = 1024 * 1024
 
 def sync_measured(config: Path, timeout: float = 300) -> tuple[int, dict[str, Any], str, int]:
     """Run the CLI's sync under /usr/bin/time; (exit code, JSON summary, stderr, peak RSS in KiB)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
-    env["PYTHONPATH"] = str(REPO)
+    env = cli_env()
     proc = subprocess.run(["/usr/bin/time", "-f", "peak_rss_kb=%M", sys.executable, "-m", "mirror_sync", "-c", str(config),
                            "sync", "--json"], capture_output=True, text=True, env=env, timeout=timeout)
     err, _, last = proc.stderr.rstrip().rpartition("\n")
@@ -191,8 +189,7 @@ def test_a_run_stopped_by_sigterm_publishes_what_it_completed_with_a_root_that_l
     with UpstreamServer(tree.root) as server:
         server.add_fault("/simple/zz-slow/", trickle=1.0, times=10)
         cfg = write_config(tmp_path / "m.yml", server.url, mirror, workers=2, deadline=120, timeout=60)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
-        env["PYTHONPATH"] = str(REPO)
+        env = cli_env()
         proc = subprocess.Popen([sys.executable, "-m", "mirror_sync", "-c", str(cfg), "sync", "--json"],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
         try:

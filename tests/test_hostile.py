@@ -19,7 +19,13 @@ import pytest
 from tests.support.index_tree import IndexTree
 from tests.support.mirror_check import assert_no_temp_files, check_mirror
 from tests.support.upstream_server import UpstreamServer
-from tests.syncutil import REPO, mirrored_files, outside_files, run_cli, write_config
+from tests.syncutil import (
+    cli_env,
+    mirrored_files,
+    outside_files,
+    run_cli,
+    write_config,
+)
 
 
 def good_projects(tree: IndexTree, n: int = 3) -> None:
@@ -224,8 +230,7 @@ def test_run_killed_midway_leaves_a_servable_mirror_and_resumes(index_tree: Inde
     upstream.add_fault("/packages/", delay=0.05, times=100000)
     mirror = tmp_path / "mirror"
     cfg = write_config(tmp_path / "m.yml", upstream.url, mirror, workers=2)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
-    env["PYTHONPATH"] = str(REPO)
+    env = cli_env()
     proc = subprocess.Popen(
         [sys.executable, "-m", "mirror_sync", "-c", str(cfg), "sync"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

@@ -18,16 +18,10 @@ from mirror_sync.cores import usable_cores
 from tests.support.index_tree import IndexTree
 from tests.support.mirror_check import check_mirror
 from tests.support.upstream_server import UpstreamServer
-from tests.syncutil import REPO, run_cli, write_config
+from tests.syncutil import cli_env, run_cli, write_config
 
 PROJECTS = 300
 STARTED_AFTER = 40  # file downloads seen upstream before the signal: the workers are busy by then
-
-
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
-    env["PYTHONPATH"] = str(REPO)
-    return env
 
 
 def session_processes(sid: int) -> dict[int, str]:
@@ -76,7 +70,7 @@ class Run:
         with open(self.stderr_path, "w") as err, open(self.stdout_path, "w") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "mirror_sync", "-c", str(cfg), "sync", *args],
-                env=_env(), stdout=out, stderr=err, start_new_session=True,
+                env=cli_env(), stdout=out, stderr=err, start_new_session=True,
             )
         self.sid = self.proc.pid
 
@@ -217,7 +211,7 @@ def test_a_forked_child_does_not_keep_the_lock(tmp_path: Path) -> None:
 
     lock_path = tmp_path / "mirror" / ".lock"
     lock_path.parent.mkdir()
-    proc = subprocess.run([sys.executable, "-c", HOLD_AND_FORK, str(lock_path)], env=_env(),
+    proc = subprocess.run([sys.executable, "-c", HOLD_AND_FORK, str(lock_path)], env=cli_env(),
                           capture_output=True, text=True, timeout=60)
     lines = dict(line.split(" ", 1) for line in proc.stdout.splitlines())
     child = int(lines["parent-holds"].rsplit(" ", 1)[1])
@@ -274,7 +268,7 @@ def test_sigkill_of_a_verify_leaves_no_worker(index_tree: IndexTree, upstream: U
     os.mkfifo(victim)
     with open(tmp_path / "verify.err", "w") as err:
         proc = subprocess.Popen([sys.executable, "-c", VERIFY_IN_PROCESSES, "-c", str(cfg), "verify", "--full"],
-                                env=_env(), stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+                                env=cli_env(), stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
     try:
         deadline = time.monotonic() + 60
         while len(living(proc.pid)) < 3:  # the verify and its workers, one of them stuck on the FIFO

@@ -9,7 +9,7 @@ import pytest
 from tests.support.index_tree import IndexTree
 from tests.support.mirror_check import check_mirror
 from tests.support.upstream_server import UpstreamServer
-from tests.syncutil import mirrored_files, run_cli, write_config
+from tests.syncutil import cli_env, mirrored_files, run_cli, write_config
 
 
 @pytest.fixture
@@ -580,18 +580,14 @@ def test_a_finished_project_goes_live_while_the_run_waits_on_a_slow_one(
     the network (here one project's page is answered only after 6 s), the finished projects are
     published, their files first. Ordered by events, not by a clock: beta's page is on disk
     before upstream has answered the slow page at all."""
-    import os
     import subprocess
     import sys
     import time
 
-    from tests.syncutil import REPO
-
     populate(index_tree)
     upstream.add_fault("/simple/unrelated/", delay=6.0)
     cfg = write_config(tmp_path / "m.yml", upstream.url, mirror_dir)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
-    env["PYTHONPATH"] = str(REPO)
+    env = cli_env()
     proc = subprocess.Popen([sys.executable, "-m", "mirror_sync", "-c", str(cfg), "sync", "--json"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     page = mirror_dir / "web" / "simple" / "beta" / "index.v1_json"
