@@ -45,6 +45,12 @@ def run(
     return proc
 
 
+def unmount(point: str) -> None:
+    """Unmount `point`; lazily when it is busy (what still holds it lets go when it ends)."""
+    if run(["umount", point], timeout=60, check=False).returncode != 0:
+        run(["umount", "--lazy", point], timeout=60, check=False)
+
+
 CAP_NET_ADMIN = 12
 CAP_SYS_ADMIN = 21
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from .commands import FleetError, run
+from .commands import FleetError, run, unmount
 from .loopdev import LoopDevice
 from .network import host_address
 from .sshkey import SSH_OPTIONS, SshKey
@@ -245,8 +245,7 @@ class Host:
             self._log.close()
             self._log = None
         if self.overlay_mounted:
-            if run(["umount", str(self.merged)], timeout=60, check=False).returncode != 0:
-                run(["umount", "--lazy", str(self.merged)], timeout=60, check=False)
+            unmount(str(self.merged))
             self.overlay_mounted = os.path.ismount(self.merged)
             if self.overlay_mounted:
                 errors.append(f"{self.name}: overlay still mounted at {self.merged}")

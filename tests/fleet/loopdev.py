@@ -22,10 +22,13 @@ class LoopDevice:
         return cls(image=image, device=device)
 
     def detach(self) -> None:
-        out = run(["losetup", "--list", "--noheadings", "--output", "NAME,BACK-FILE"], timeout=30, check=False)
-        for line in out.stdout.splitlines():
-            words = line.split(None, 1)
-            if len(words) == 2 and words[0] == self.device and words[1].strip().startswith(str(self.image)):
-                run(["losetup", "--detach", self.device], timeout=30, check=False)
-                break
+        if any(device == self.device and back.startswith(str(self.image)) for device, back in attached()):
+            run(["losetup", "--detach", self.device], timeout=30, check=False)
         self.image.unlink(missing_ok=True)
+
+
+def attached() -> list[tuple[str, str]]:
+    """(device, backing file) of every loop device attached now."""
+    out = run(["losetup", "--list", "--noheadings", "--output", "NAME,BACK-FILE"], timeout=30, check=False)
+    pairs = (line.split(None, 1) for line in out.stdout.splitlines())
+    return [(words[0], words[1].strip()) for words in pairs if len(words) == 2]

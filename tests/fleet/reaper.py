@@ -17,8 +17,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .commands import run
-from .network import NSPAWN_RUNTIME
+from .commands import run, unmount
+from .loopdev import attached
+from .network import Bridge, NspawnRuntime
 
 WORK_PREFIX = "pypi-mirror-kit-fleet-"
 OWNER_FILE = "owner"
@@ -83,13 +84,7 @@ def _mounts_under(workdir: Path) -> list[str]:
 
 
 def _loops_under(workdir: Path) -> list[str]:
-    out = run(["losetup", "--list", "--noheadings", "--output", "NAME,BACK-FILE"], timeout=30, check=False)
-    devices = []
-    for line in out.stdout.splitlines():
-        words = line.split(None, 1)
-        if len(words) == 2 and words[1].strip().startswith(str(workdir) + "/"):
-            devices.append(words[0])
-    return devices
+    return [device for device, back in attached() if back.startswith(str(workdir) + "/")]
 
 
 @dataclass(frozen=True)
@@ -125,6 +120,10 @@ def _running(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
+def _is_bridge(name: str) -> bool:
+    return Path("/sys/class/net", name, "bridge").exists()
+
+
 def _bridge_of(workdir: Path) -> str | None:
     try:
         name = (workdir / BRIDGE_FILE).read_text().strip()
@@ -138,14 +137,13 @@ def reap(workdir: Path) -> Reaped:
     _kill(pids)
     mounts = _mounts_under(workdir)
     for point in mounts:
-        if run(["umount", point], timeout=60, check=False).returncode != 0:
-            run(["umount", "--lazy", point], timeout=60, check=False)
+        unmount(point)
     loops = _loops_under(workdir)
     for device in loops:
         run(["losetup", "--detach", device], timeout=30, check=False)
     bridge = _bridge_of(workdir)
-    if bridge is not None and Path("/sys/class/net", bridge, "bridge").exists():
-        run(["ip", "link", "delete", bridge, "type", "bridge"], timeout=10, check=False)
+    if bridge is not None and _is_bridge(bridge):
+        Bridge(bridge, created=True).delete()
     else:
         bridge = None
     if not _mounts_under(workdir):
@@ -180,9 +178,9 @@ def reap_stale(parent: Path, *, orphan_bridges: tuple[str, ...] = ()) -> list[Re
         reaped.append(reap(workdir))
     if not alive:
         for name in orphan_bridges:
-            if Path("/sys/class/net", name, "bridge").exists():
-                run(["ip", "link", "delete", name, "type", "bridge"], timeout=10, check=False)
+            if _is_bridge(name):
+                Bridge(name, created=True).delete()
                 reaped.append(Reaped(parent, 0, 0, 0, name))
-        if reaped and os.path.ismount(NSPAWN_RUNTIME) and not _nspawn_running():
-            run(["umount", str(NSPAWN_RUNTIME)], timeout=30, check=False)
+        if reaped and not _nspawn_running():
+            NspawnRuntime(mounted=True).release()  # only when it is mounted
     return reaped
