@@ -22,6 +22,8 @@ from .sshkey import SSH_OPTIONS, SshKey
 BOOT_TIMEOUT_S = 180.0
 STOP_TIMEOUT_S = 60.0
 POLL_S = 1.0
+RESTART_ATTEMPTS = 3  # restarts of a unit that failed in a boot race
+RESTART_PAUSE_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -186,16 +188,18 @@ class Host:
         raise self._fail(f"not running within {timeout:.0f} s (last state: {state})")
 
     def _restart_boot_casualties(self) -> bool:
-        """Restart, once each, units that failed during the boot; their journal goes to
-        `<host>.boot-retries.log` beside the console log.
+        """Start again units that failed during the boot, up to RESTART_ATTEMPTS times each, until
+        a start succeeds; every attempt and its outcome go to `<host>.boot-retries.log` beside the
+        console log.
 
         On this kind of host (cgroup v1, no systemd as PID 1 outside) systemd inside a container
         now and then loses a race of the boot: a unit started before its cgroup exists (status
-        219/CGROUP, "Failed to attach to cgroup ... No such file or directory"), or
-        systemd-tmpfiles-setup failing once in one of five hosts booted at the same moment (a CI
-        run of 2026-12-01; the next boot of the same image passed). The boot has not been touched
-        by anything the tests converge. A unit that fails again after its restart stays failed,
-        and the tests see it."""
+        219/CGROUP, "Failed to attach to cgroup ... No such file or directory"), seen on
+        systemd-tmpfiles-setup in one or two of five hosts booted at the same moment (CI runs of
+        2026-12-01). `systemctl restart` cannot mend systemd-tmpfiles-setup (RefuseManualStop=yes
+        refuses the stop half), so each unit is started again, up to a few times a second apart.
+        The boot has not been touched by anything the tests converge. A unit still failed after its last attempt
+        stays failed, and the tests see it."""
         out = self.ssh(
             "for u in $(systemctl --failed --no-legend --plain | awk '{print $1}'); do "
             "echo \"$u $(systemctl show -p ExecMainStatus --value \"$u\")\"; done",
@@ -207,8 +211,17 @@ class Host:
             self._restarted.add(unit)
             journal = self.ssh(f"journalctl -b -u {unit} --no-pager -n 50", check=False, timeout=30).stdout
             with (self.log_dir / f"{self.name}.boot-retries.log").open("a") as fh:
-                fh.write(f"== {unit} failed during the boot (status {status or '?'}); restarted once\n{journal}\n")
-            self.ssh(f"systemctl restart {unit}", check=False, timeout=60)
+                fh.write(f"== {unit} failed during the boot (status {status or '?'})\n{journal}\n")
+                for attempt in range(1, RESTART_ATTEMPTS + 1):
+                    # start, not restart: some of these refuse a manual stop (systemd-tmpfiles-setup
+                    # has RefuseManualStop=yes), and a start of a failed unit runs it again; for a
+                    # oneshot the start waits for it to finish and says how it ended
+                    proc = self.ssh(f"systemctl reset-failed {unit}; systemctl start {unit}", check=False, timeout=60)
+                    outcome = "started" if proc.returncode == 0 else f"exit {proc.returncode}: {proc.stderr.strip()}"
+                    fh.write(f"start {attempt}/{RESTART_ATTEMPTS}: {outcome}\n")
+                    if proc.returncode == 0:
+                        break
+                    time.sleep(RESTART_PAUSE_S)
         return bool(units)
 
     # -- using it ------------------------------------------------------------------------------------
