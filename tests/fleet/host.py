@@ -22,8 +22,8 @@ from .sshkey import SSH_OPTIONS, SshKey
 BOOT_TIMEOUT_S = 180.0
 STOP_TIMEOUT_S = 60.0
 POLL_S = 1.0
-RESTART_ATTEMPTS = 3  # restarts of a unit that failed in a boot race
-RESTART_PAUSE_S = 1.0
+START_ATTEMPTS = 3  # starts of a unit that failed in a boot race
+START_PAUSE_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ class Host:
     overlay_mounted: bool = False
     boot_seconds: float | None = None
     _log: IO[bytes] | None = field(default=None, repr=False)
-    _restarted: set[str] = field(default_factory=set, repr=False)  # units restarted after a boot race
+    _mended: set[str] = field(default_factory=set, repr=False)  # units started again after a boot race
 
     @property
     def name(self) -> str:
@@ -179,7 +179,7 @@ class Host:
                 raise self._fail(f"systemd-nspawn exited {self.process.returncode} while booting")
             proc = self.ssh("systemctl is-system-running", check=False, timeout=15)
             state = proc.stdout.strip() or f"ssh exit {proc.returncode}"
-            if state == "degraded" and self._restart_boot_casualties():
+            if state == "degraded" and self._mend_boot_casualties():
                 continue  # poll again: the restarted units decide whether it is running now
             if state in ("running", "degraded"):
                 self.boot_seconds = round(time.monotonic() - started, 1)
@@ -187,8 +187,8 @@ class Host:
             time.sleep(POLL_S)
         raise self._fail(f"not running within {timeout:.0f} s (last state: {state})")
 
-    def _restart_boot_casualties(self) -> bool:
-        """Start again units that failed during the boot, up to RESTART_ATTEMPTS times each, until
+    def _mend_boot_casualties(self) -> bool:
+        """Start again units that failed during the boot, up to START_ATTEMPTS times each, until
         a start succeeds; every attempt and its outcome go to `<host>.boot-retries.log` beside the
         console log.
 
@@ -198,30 +198,30 @@ class Host:
         systemd-tmpfiles-setup in one or two of five hosts booted at the same moment (CI runs of
         2026-12-01). `systemctl restart` cannot mend systemd-tmpfiles-setup (RefuseManualStop=yes
         refuses the stop half), so each unit is started again, up to a few times a second apart.
-        The boot has not been touched by anything the tests converge. A unit still failed after its last attempt
-        stays failed, and the tests see it."""
+        The boot has not been touched by anything the tests converge. A unit still failed after
+        its last attempt stays failed, and the tests see it."""
         out = self.ssh(
             "for u in $(systemctl --failed --no-legend --plain | awk '{print $1}'); do "
             "echo \"$u $(systemctl show -p ExecMainStatus --value \"$u\")\"; done",
             check=False, timeout=20,
         ).stdout.split("\n")
         failed = [line.split() for line in out if line.split()]
-        units = [(words[0], " ".join(words[1:])) for words in failed if words[0] not in self._restarted]
+        units = [(words[0], " ".join(words[1:])) for words in failed if words[0] not in self._mended]
         for unit, status in units:
-            self._restarted.add(unit)
+            self._mended.add(unit)
             journal = self.ssh(f"journalctl -b -u {unit} --no-pager -n 50", check=False, timeout=30).stdout
             with (self.log_dir / f"{self.name}.boot-retries.log").open("a") as fh:
                 fh.write(f"== {unit} failed during the boot (status {status or '?'})\n{journal}\n")
-                for attempt in range(1, RESTART_ATTEMPTS + 1):
+                for attempt in range(1, START_ATTEMPTS + 1):
                     # start, not restart: some of these refuse a manual stop (systemd-tmpfiles-setup
                     # has RefuseManualStop=yes), and a start of a failed unit runs it again; for a
                     # oneshot the start waits for it to finish and says how it ended
                     proc = self.ssh(f"systemctl reset-failed {unit}; systemctl start {unit}", check=False, timeout=60)
                     outcome = "started" if proc.returncode == 0 else f"exit {proc.returncode}: {proc.stderr.strip()}"
-                    fh.write(f"start {attempt}/{RESTART_ATTEMPTS}: {outcome}\n")
+                    fh.write(f"start {attempt}/{START_ATTEMPTS}: {outcome}\n")
                     if proc.returncode == 0:
                         break
-                    time.sleep(RESTART_PAUSE_S)
+                    time.sleep(START_PAUSE_S)
         return bool(units)
 
     # -- using it ------------------------------------------------------------------------------------
