@@ -180,7 +180,7 @@ class Host:
             proc = self.ssh("systemctl is-system-running", check=False, timeout=15)
             state = proc.stdout.strip() or f"ssh exit {proc.returncode}"
             if state == "degraded" and self._mend_boot_casualties():
-                continue  # poll again: the restarted units decide whether it is running now
+                continue  # poll again: the units started again decide whether it is running now
             if state in ("running", "degraded"):
                 self.boot_seconds = round(time.monotonic() - started, 1)
                 return
